@@ -1,0 +1,151 @@
+"""End to end on audio the test writes: main.py trains and evaluates, inference.py scores folders."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from corpus import voice, write_asvspoof_la, write_dses
+
+import evaluation
+import inference
+import main as main_cli
+
+AASIST_L_TINY = {
+    "architecture": "AASIST",
+    "nb_samp": 16000,
+    "first_conv": 128,
+    "filts": [70, [1, 32], [32, 32], [32, 24], [24, 24]],
+    "gat_dims": [24, 32],
+    "pool_ratios": [0.4, 0.5, 0.7, 0.5],
+    "temperatures": [2.0, 2.0, 100.0, 100.0],
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny epoch of AASIST-L on a generated ASVspoof 2019 LA tree, with a DSES tree for the breakdown."""
+    root = tmp_path_factory.mktemp("e2e")
+    database = write_asvspoof_la(root, n_per_class=4)
+    dses = write_dses(root / "DSES")
+    config = {
+        "database_path": str(database),
+        "asv_score_path": "ASVspoof2019_LA_asv_scores/ASVspoof2019.LA.asv.eval.gi.trl.scores.txt",
+        "model_path": "unused.pth",
+        "emo_dataset": str(dses),
+        "dses_bootstrap": 50,
+        "batch_size": 4,
+        "num_epochs": 1,
+        "seed": 3,
+        "freq_aug": True,
+        "model_config": AASIST_L_TINY,
+        "optim_config": {"optimizer": "adam", "base_lr": 1e-4, "lr_min": 5e-6, "weight_decay": 1e-4},
+    }
+    config_path = root / "tiny.conf"
+    config_path.write_text(json.dumps(config))
+    out = root / "exp"
+    code = main_cli.main(["--config", str(config_path), "--output_dir", str(out), "--device", "cpu"])
+    assert code == 0
+    (exp,) = out.iterdir()
+    return {"root": root, "config": config_path, "exp": exp, "database": database, "dses": dses}
+
+
+def test_train_writes_the_experiment_folder(trained):
+    exp = trained["exp"]
+    for name in ("config.conf", "weights/best.pth", "weights/last.pth", "eval_scores.txt", "t-DCF_EER.txt",
+                 "metrics.json", "dev_scores_epoch000.txt", "dses/dses_report.md", "dses/dses_metrics.json"):
+        assert (exp / name).is_file(), name
+    assert any((exp / "tensorboard").iterdir())
+    metrics = json.loads((exp / "metrics.json").read_text())
+    assert metrics["dev"]["best_epoch"] == 0
+    assert 0 <= metrics["eval"]["eer"] <= 100
+    assert metrics["eval"]["min_tdcf"] is not None
+    assert set(metrics["dses"]["per_emotion"]) == {"neutral", "happy", "angry", "sad", "surprise"}
+    assert set(metrics["dses"]["per_system"]) == {"Zonos", "CosyVoice"}
+    # the eval score file is complete, in protocol order, and matches its protocol
+    protocol = evaluation.read_asvspoof_protocol(
+        trained["database"] / "ASVspoof2019_LA_cm_protocols" / "ASVspoof2019.LA.cm.eval.trl.txt"
+    )
+    scores = evaluation.read_score_file(exp / "eval_scores.txt")
+    evaluation.check_scores_against_protocol(scores, protocol, exp / "eval_scores.txt")
+    assert [row[0] for row in scores] == [row[1] for row in protocol]
+    assert list((exp / "dses" / "det").glob("*.png"))
+
+
+def test_eval_and_inference_give_the_same_scores(trained, tmp_path, capsys):
+    weights = trained["exp"] / "weights" / "best.pth"
+    code = main_cli.main(
+        ["--eval", "--config", str(trained["config"]), "--output_dir", str(tmp_path), "--device", "cpu",
+         "--eval_model_weights", str(weights)]
+    )
+    assert code == 0
+    assert "EER" in capsys.readouterr().out
+    (exp,) = tmp_path.iterdir()
+    eval_scores = {row[0]: row[3] for row in evaluation.read_score_file(exp / "eval_scores.txt")}
+
+    flac_dir = trained["database"] / "ASVspoof2019_LA_eval" / "flac"
+    out_file = tmp_path / "folder_scores.txt"
+    code = inference.main(
+        ["--config", str(trained["config"]), "--test_dir", str(flac_dir), "--output_file", str(out_file),
+         "--eval_model_weights", str(weights), "--device", "cpu", "--batch_size", "3"]
+    )
+    assert code == 0
+    folder_scores = {Path(name).stem: float(score) for name, score in (ln.split() for ln in out_file.open())}
+    assert folder_scores.keys() == eval_scores.keys()
+    for utt, score in eval_scores.items():
+        assert folder_scores[utt] == pytest.approx(score, abs=1e-5), utt
+    # and the scores mean something after one epoch: not all equal
+    assert np.std(list(eval_scores.values())) > 0
+
+
+def test_inference_on_a_mixed_folder(trained, tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    folder = tmp_path / "mixed"
+    (folder / "sub").mkdir(parents=True)
+    written = []
+    for name, fmt, sr, channels in [
+        ("a.flac", "FLAC", 16000, 1),
+        ("b.wav", "WAV", 8000, 2),
+        ("sub/c.ogg", "OGG", 44100, 1),
+        ("sub/d.wav", "WAV", 44100, 2),
+    ]:
+        x = voice(rng, 0.8, spoof=False)
+        sf.write(folder / name, np.stack([x] * channels, 1) if channels > 1 else x, sr, format=fmt)
+        written.append(name)
+    (folder / "corrupt.flac").write_bytes(b"\x00garbage" * 100)
+    sf.write(folder / "empty.wav", np.zeros(0, dtype=np.float32), 16000)
+    (folder / "notes.txt").write_text("not audio")
+    out_file = tmp_path / "scores.txt"
+    code = inference.main(
+        ["--config", str(trained["config"]), "--test_dir", str(folder), "--output_file", str(out_file),
+         "--eval_model_weights", str(trained["exp"] / "weights" / "best.pth"), "--device", "cpu"]
+    )
+    assert code == 0
+    lines = out_file.read_text().splitlines()
+    assert [ln.split()[0] for ln in lines] == sorted(written)
+    assert all(np.isfinite(float(ln.split()[1])) for ln in lines)
+    captured = capsys.readouterr()
+    assert "corrupt.flac" in captured.err and "empty.wav" in captured.err
+    assert "scored 4 of 6 files" in captured.out
+
+    # nothing readable: non-zero exit
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.wav").write_bytes(b"nope")
+    code = inference.main(
+        ["--config", str(trained["config"]), "--test_dir", str(bad), "--output_file", str(tmp_path / "none.txt"),
+         "--eval_model_weights", str(trained["exp"] / "weights" / "best.pth"), "--device", "cpu"]
+    )
+    assert code == 1
+
+
+def test_missing_audio_is_reported_before_training(tmp_path, capsys):
+    database = write_asvspoof_la(tmp_path, n_per_class=2)
+    for path in list((database / "ASVspoof2019_LA_dev" / "flac").glob("*.flac"))[:3]:
+        path.unlink()
+    config = {"database_path": str(database), "batch_size": 2, "num_epochs": 1, "model_config": AASIST_L_TINY,
+              "optim_config": {"base_lr": 1e-4}}
+    (tmp_path / "c.conf").write_text(json.dumps(config))
+    with pytest.raises(SystemExit, match=r"dev .*: 3 of 4 audio files are missing"):
+        main_cli.main(["--config", str(tmp_path / "c.conf"), "--output_dir", str(tmp_path / "o"), "--device", "cpu"])
