@@ -203,7 +203,7 @@ def scan_dses(root: str | os.PathLike) -> tuple[list[Trial], DSESScanReport]:
     report = DSESScanReport()
     for system_dir in sorted(p for p in root.iterdir() if not p.name.startswith(".")):
         if not system_dir.is_dir():
-            if system_dir.suffix.lower() not in (".csv", ".txt", ".md", ".json"):
+            if system_dir.suffix.lower() not in (".csv", ".tsv", ".txt", ".md", ".json"):
                 report.unexpected.append(system_dir.name)
             continue
         system = system_dir.name
