@@ -55,9 +55,10 @@ UPSTREAM_HEADS = {
 }
 
 
-def fusion_config(name, **overrides):
-    """The model_config of config/<name>.conf with the published AASIST and a random (null) ACRNN."""
-    model_config = json.loads((REPO_ROOT / "config" / f"{name}.conf").read_text())["model_config"]
+def fusion_config(name, upstream=False, **overrides):
+    """The model_config of config/[upstream/]<name>.conf with the published AASIST and a random (null) ACRNN."""
+    folder = REPO_ROOT / "config" / ("upstream" if upstream else "")
+    model_config = json.loads((folder / f"{name}.conf").read_text())["model_config"]
     model_config.update(aasist_path=str(shared_path("weights", "AASIST.pth")), ser_path=None)
     model_config.update(overrides)
     return model_config
@@ -138,9 +139,14 @@ def test_state_dict_keeps_the_upstream_names(name):
 
 def test_configs_reproduce_the_upstream_emotion_input_and_defaults_are_correct():
     for name in FUSION_CONFIGS:
-        model = build_quietly({**fusion_config(name), "aasist_path": None})
+        model = build_quietly({**fusion_config(name, upstream=True), "aasist_path": None})
         assert model.ser.frontend.recipe == "melspec" and model.ser.legacy_swap_time_freq
+        model = build_quietly({**fusion_config(name), "aasist_path": None})
+        assert model.ser.frontend.recipe == "logfbank" and not model.ser.legacy_swap_time_freq
     assert build_quietly(
+        {**fusion_config("AASIST_GFiLM", upstream=True), "aasist_path": None}
+    ).gated_block.legacy_class_order
+    assert not build_quietly(
         {**fusion_config("AASIST_GFiLM"), "aasist_path": None}
     ).gated_block.legacy_class_order
     # without the keys: the recipe ser_acrnn.pth was trained on, the correct layout, the true class order

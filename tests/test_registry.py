@@ -9,7 +9,7 @@ from torch import nn
 
 import models
 
-CONFIGS = sorted(Path(__file__).resolve().parents[1].glob("config/*.conf"))
+CONFIGS = sorted(Path(__file__).resolve().parents[1].glob("config/**/*.conf"))
 
 
 def test_unknown_architecture_and_missing_key():
