@@ -62,14 +62,16 @@ class ProtocolError(ValueError):
     """A protocol or dataset layout is malformed or incomplete."""
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # audio
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 def load_audio(path: str | os.PathLike, target_sr: int = SAMPLE_RATE) -> np.ndarray:
     """Read an audio file as mono float32 at ``target_sr`` (mean of channels; soxr high-quality resampling)."""
     try:
         audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError... depending on version
+    except (
+        Exception
+    ) as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError... depending on version
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise AudioError(f"{path}: cannot read audio ({reason})") from None
     if audio.shape[0] == 0:
@@ -100,9 +102,9 @@ def crop_or_pad(x: np.ndarray, nb_samp: int, rng: np.random.Generator | None = N
     return x[start : start + nb_samp]
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # protocols
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 @dataclass
 class Trial:
     """One protocol line with its audio path. ``system`` is '-' for bona fide (ASVspoof) or the TTS system."""
@@ -132,10 +134,14 @@ def asvspoof_protocol_path(database_path: str | os.PathLike, split: str) -> Path
     return Path(database_path) / ASVSPOOF_PROTOCOL_DIR / ASVSPOOF_SPLITS[split][0]
 
 
-def asvspoof_trials(database_path: str | os.PathLike, split: str, protocol_path: str | None = None) -> list[Trial]:
+def asvspoof_trials(
+    database_path: str | os.PathLike, split: str, protocol_path: str | None = None
+) -> list[Trial]:
     """Trials of an ASVspoof 2019 LA split; audio at ``<db>/ASVspoof2019_LA_<split>/flac/<UTT_ID>.flac``."""
     if split not in ASVSPOOF_SPLITS:
-        raise ValueError(f"unknown ASVspoof 2019 LA split {split!r}; expected one of {sorted(ASVSPOOF_SPLITS)}")
+        raise ValueError(
+            f"unknown ASVspoof 2019 LA split {split!r}; expected one of {sorted(ASVSPOOF_SPLITS)}"
+        )
     protocol = Path(protocol_path) if protocol_path else asvspoof_protocol_path(database_path, split)
     if not protocol.is_file():
         raise ProtocolError(f"{protocol}: protocol file not found (is database_path right? see README)")
@@ -151,23 +157,29 @@ def check_audio_exists(trials: Sequence[Trial], what: str) -> None:
     missing = [t.path for t in trials if not t.path.is_file()]
     if missing:
         first = ", ".join(str(p) for p in missing[:5])
-        raise ProtocolError(f"{what}: {len(missing)} of {len(trials)} audio files are missing (first: {first})")
+        raise ProtocolError(
+            f"{what}: {len(missing)} of {len(trials)} audio files are missing (first: {first})"
+        )
 
 
-def check_asvspoof_layout(database_path: str | os.PathLike, splits: Sequence[str] = ("train", "dev", "eval")) -> str:
+def check_asvspoof_layout(
+    database_path: str | os.PathLike, splits: Sequence[str] = ("train", "dev", "eval")
+) -> str:
     """Check that protocols and every listed flac exist; returns a one-line summary per split."""
     lines = []
     for split in splits:
         trials = asvspoof_trials(database_path, split)
-        check_audio_exists(trials, f"ASVspoof 2019 LA {split} ({asvspoof_protocol_path(database_path, split)})")
+        check_audio_exists(
+            trials, f"ASVspoof 2019 LA {split} ({asvspoof_protocol_path(database_path, split)})"
+        )
         n_bona = sum(t.key == "bonafide" for t in trials)
         lines.append(f"{split}: {len(trials)} trials ({n_bona} bona fide), all audio present")
     return "\n".join(lines)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # DSES: Dataset of Synthesized Emotional Speech
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 def normalize_emotion(name: str) -> str | None:
     """Map an emotion folder name in any common spelling to neutral/happy/angry/sad/surprise (None if unknown)."""
     return _EMOTION_SPELLINGS.get(re.sub(r"[^a-z]", "", name.lower()))
@@ -235,7 +247,9 @@ def scan_dses(root: str | os.PathLike) -> tuple[list[Trial], DSESScanReport]:
     if not trials:
         raise ProtocolError(f"{root}: no audio found in the DSES layout <System>/<speaker>/<emotion>/<file>")
     if not any(t.key == "bonafide" for t in trials):
-        raise ProtocolError(f"{root}: no bona fide audio (expected a folder {BONAFIDE_SYSTEM_DIR}/<speaker>/<emotion>/)")
+        raise ProtocolError(
+            f"{root}: no bona fide audio (expected a folder {BONAFIDE_SYSTEM_DIR}/<speaker>/<emotion>/)"
+        )
     return trials, report
 
 
@@ -262,10 +276,14 @@ def read_dses_protocol(path: str | os.PathLike, root: str | os.PathLike) -> list
         reader = csv.reader(f, delimiter="\t")
         header = next(reader, None)
         if header is None or tuple(header) != DSES_PROTOCOL_FIELDS:
-            raise ProtocolError(f"{path}: not a DSES protocol (header must be {' '.join(DSES_PROTOCOL_FIELDS)})")
+            raise ProtocolError(
+                f"{path}: not a DSES protocol (header must be {' '.join(DSES_PROTOCOL_FIELDS)})"
+            )
         for lineno, row in enumerate(reader, start=2):
             if len(row) != len(DSES_PROTOCOL_FIELDS):
-                raise ProtocolError(f"{path}:{lineno}: expected {len(DSES_PROTOCOL_FIELDS)} fields, got {len(row)}")
+                raise ProtocolError(
+                    f"{path}:{lineno}: expected {len(DSES_PROTOCOL_FIELDS)} fields, got {len(row)}"
+                )
             utt, spk, emotion, system, key, rel = row
             if key not in ("bonafide", "spoof") or emotion not in EMOTIONS:
                 raise ProtocolError(f"{path}:{lineno}: bad key {key!r} or emotion {emotion!r}")
@@ -273,9 +291,9 @@ def read_dses_protocol(path: str | os.PathLike, root: str | os.PathLike) -> list
     return trials
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # datasets
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 class TrainDataset(Dataset):
     """Random ``nb_samp`` crops (tile-padded when short) with their labels; optional waveform augmentation.
 
@@ -320,7 +338,9 @@ class ScoringDataset(Dataset):
     file in a folder does not stop the rest from being scored; ``collate_scoring`` sets it aside.
     """
 
-    def __init__(self, paths: Sequence[str | os.PathLike], nb_samp: int = NB_SAMP, skip_unreadable: bool = False):
+    def __init__(
+        self, paths: Sequence[str | os.PathLike], nb_samp: int = NB_SAMP, skip_unreadable: bool = False
+    ):
         self.paths = list(paths)
         self.nb_samp = nb_samp
         self.skip_unreadable = skip_unreadable

@@ -60,7 +60,9 @@ def load_model_for_scoring(config: dict, weights: str | None, device: torch.devi
         model = build_model(config["model_config"])
         weights = weights or config.get("model_path")
         if not weights:
-            raise SystemExit("error: no weights to score with: set model_path in the config or --eval_model_weights")
+            raise SystemExit(
+                "error: no weights to score with: set model_path in the config or --eval_model_weights"
+            )
         load_weights(model, weights)
     except (ConfigError, WeightLoadError) as exc:
         raise SystemExit(f"error: {exc}") from None
@@ -96,7 +98,9 @@ def predict_logits(
         pin_memory=device.type == "cuda",
     )
     logits_out: np.ndarray | None = None
-    for waves, indices, batch_errors in tqdm(loader, desc=desc, unit="batch", leave=False, dynamic_ncols=True):
+    for waves, indices, batch_errors in tqdm(
+        loader, desc=desc, unit="batch", leave=False, dynamic_ncols=True
+    ):
         if errors is not None:
             errors.extend(batch_errors)
         if waves is None:
@@ -121,7 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Score every audio file (flac, wav, ogg) below a folder.")
     parser.add_argument("--config", required=True, help="JSON config naming the model (config/*.conf)")
     parser.add_argument("--test_dir", required=True, help="folder to score (searched recursively)")
-    parser.add_argument("--output_file", default=None, help="score file to write (default: <test_dir>_scores.txt)")
+    parser.add_argument(
+        "--output_file", default=None, help="score file to write (default: <test_dir>_scores.txt)"
+    )
     parser.add_argument("--eval_model_weights", default=None, help="weights to use instead of model_path")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if present)")
     parser.add_argument("--batch_size", type=int, default=None, help="default: the config's batch_size")
@@ -155,11 +161,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     for _, message in errors:
         print(f"skipped: {message}", file=sys.stderr)
     lines = [
-        f"{p.relative_to(test_dir).as_posix()} {s:.6f}" for p, s in zip(paths, scores, strict=True) if np.isfinite(s)
+        f"{p.relative_to(test_dir).as_posix()} {float(s)!r}"
+        for p, s in zip(paths, scores, strict=True)
+        if np.isfinite(s)
     ]
     if lines:
         write_lines_atomically(output, lines)
-    print(f"scored {len(lines)} of {len(paths)} files -> {output}" + (f"; {len(errors)} unreadable" if errors else ""))
+    print(
+        f"scored {len(lines)} of {len(paths)} files -> {output}"
+        + (f"; {len(errors)} unreadable" if errors else "")
+    )
     if errors:
         print(f"{len(errors)} file(s) could not be scored:", file=sys.stderr)
         for _, message in errors:

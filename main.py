@@ -46,9 +46,9 @@ ASV_EVAL_SCORES = "ASVspoof2019.LA.asv.eval.gi.trl.scores.txt"
 CLASS_WEIGHTS = (0.1, 0.9)  # (spoof, bona fide), as in AASIST
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # set-up
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="JSON experiment config (config/*.conf)")
@@ -63,7 +63,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--num_epochs", type=int, help="overrides the config")
     p.add_argument("--batch_size", type=int, help="overrides the config")
     p.add_argument("--num_workers", type=int, help="DataLoader workers (overrides the config)")
-    p.add_argument("--resume", action="store_true", help="continue from the experiment folder's last checkpoint")
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the experiment folder's last checkpoint"
+    )
     return p.parse_args(argv)
 
 
@@ -96,7 +98,9 @@ def set_seed(seed: int, config: dict) -> None:
 
 def experiment_dir(config: dict, args: argparse.Namespace) -> Path:
     name = Path(args.config).stem
-    tag = f"{config.get('track', 'LA')}_{name}_ep{config.get('num_epochs', 0)}_bs{config.get('batch_size', 0)}"
+    tag = (
+        f"{config.get('track', 'LA')}_{name}_ep{config.get('num_epochs', 0)}_bs{config.get('batch_size', 0)}"
+    )
     if args.comment:
         tag += f"_{args.comment}"
     if args.eval:
@@ -115,9 +119,9 @@ def write_json(path: Path, obj) -> None:
     write_lines_atomically(path, [json.dumps(obj, indent=2, default=float)])
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # training
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 def make_optimizer(model: nn.Module, optim_config: dict, steps_total: int):
     """Adam and AASIST's per-step cosine annealing from base_lr to lr_min."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -230,9 +234,9 @@ def seeded_loader(dataset, batch_size: int, seed: int, epoch: int, num_workers: 
     )
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # evaluation
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 def score_trials(model, trials: list[Trial], config: dict, device, desc: str) -> np.ndarray:
     logits = predict_logits(
         model,
@@ -282,8 +286,10 @@ def dses_trials(config: dict, out_dir: Path) -> list[Trial] | None:
         print("DSES: no emo_dataset in the config: skipping the per-emotion evaluation")
         return None
     if not Path(root).is_dir():
-        print(f"DSES: {root} not found: skipping the per-emotion evaluation (python download_dataset.py "
-              "--dataset emotional fetches it)")
+        print(
+            f"DSES: {root} not found: skipping the per-emotion evaluation (python download_dataset.py "
+            "--dataset emotional fetches it)"
+        )
         return None
     trials, report = scan_dses(root)
     print(report.summary())
@@ -337,13 +343,15 @@ def run_evaluation(model, config: dict, device, out_dir: Path) -> dict:
         print(result["markdown"])
         metrics["dses"] = result["breakdown"]
     if not metrics:
-        raise SystemExit("error: nothing to evaluate: neither ASVspoof 2019 LA eval nor a DSES folder was found")
+        raise SystemExit(
+            "error: nothing to evaluate: neither ASVspoof 2019 LA eval nor a DSES folder was found"
+        )
     return metrics
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # the anti-spoofing recipe
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 def train_antispoofing(config: dict, args, device, out_dir: Path) -> dict:
     require(config, "database_path", "num_epochs", "batch_size", "optim_config")
     database = config["database_path"]
@@ -371,8 +379,12 @@ def train_antispoofing(config: dict, args, device, out_dir: Path) -> dict:
     )
     steps_per_epoch = len(train_set) // config["batch_size"]
     if steps_per_epoch == 0:
-        raise SystemExit(f"error: {len(train_set)} training trials are fewer than one batch ({config['batch_size']})")
-    optimizer, scheduler = make_optimizer(model, config["optim_config"], steps_per_epoch * config["num_epochs"])
+        raise SystemExit(
+            f"error: {len(train_set)} training trials are fewer than one batch ({config['batch_size']})"
+        )
+    optimizer, scheduler = make_optimizer(
+        model, config["optim_config"], steps_per_epoch * config["num_epochs"]
+    )
     criterion = nn.CrossEntropyLoss(weight=torch.tensor(CLASS_WEIGHTS, device=device))
     freq_aug = str(config.get("freq_aug", False)).lower() == "true"
 
@@ -380,7 +392,9 @@ def train_antispoofing(config: dict, args, device, out_dir: Path) -> dict:
     start_epoch, record = 0, {"best_dev_eer": math.inf, "best_epoch": -1}
     if args.resume:
         start_epoch, record = checkpoints.resume(model, optimizer, scheduler)
-        print(f"resumed from {checkpoints.last}: epoch {start_epoch}, best dev EER {record['best_dev_eer']:.3f} %")
+        print(
+            f"resumed from {checkpoints.last}: epoch {start_epoch}, best dev EER {record['best_dev_eer']:.3f} %"
+        )
 
     from torch.utils.tensorboard import SummaryWriter
 
@@ -391,44 +405,69 @@ def train_antispoofing(config: dict, args, device, out_dir: Path) -> dict:
         loader = seeded_loader(train_set, config["batch_size"], seed, epoch, config["num_workers"], device)
         started = time.time()
         loss = train_one_epoch(
-            model, loader, optimizer, scheduler, criterion, device, freq_aug, f"epoch {epoch}/{config['num_epochs']}"
+            model,
+            loader,
+            optimizer,
+            scheduler,
+            criterion,
+            device,
+            freq_aug,
+            f"epoch {epoch}/{config['num_epochs']}",
         )
         dev = evaluate_la_split(model, dev_trials, config, device, out_dir, "dev", tag=f"_epoch{epoch:03d}")
         line = (
-            f"epoch {epoch:3d}  loss {loss:.5f}  dev EER {dev['eer']:.3f} %"
+            f"epoch {epoch:3d}  loss {loss:.5f}  dev EER {dev['eer_percent']:.3f} %"
             + (f"  dev min t-DCF {dev['min_tdcf']:.4f}" if dev.get("min_tdcf") is not None else "")
             + f"  ({time.time() - started:.0f} s)"
         )
         writer.add_scalar("loss", loss, epoch)
-        writer.add_scalar("dev_eer", dev["eer"], epoch)
+        writer.add_scalar("dev_eer", dev["eer_percent"], epoch)
         if dev.get("min_tdcf") is not None:
             writer.add_scalar("dev_tdcf", dev["min_tdcf"], epoch)
         if dses:
-            dses_epoch = evaluate_dses(model, dses, config, device, out_dir / "dses" / f"epoch{epoch:03d}", full=False)
-            pooled = dses_epoch["breakdown"]["pooled"]["eer"]
+            dses_epoch = evaluate_dses(
+                model, dses, config, device, out_dir / "dses" / f"epoch{epoch:03d}", full=False
+            )
+            pooled = dses_epoch["breakdown"]["pooled"]["eer_percent"]
             writer.add_scalar("dses_eer/pooled", pooled, epoch)
             for emotion, row in dses_epoch["breakdown"]["per_emotion"].items():
-                writer.add_scalar(f"dses_eer/{emotion}", row["eer"], epoch)
+                writer.add_scalar(f"dses_eer/{emotion}", row["eer_percent"], epoch)
             line += f"  DSES EER {pooled:.2f} %"
-        if dev["eer"] < record["best_dev_eer"]:  # model selection on dev only, never on eval
-            record = {"best_dev_eer": dev["eer"], "best_dev_tdcf": dev.get("min_tdcf"), "best_epoch": epoch}
+        if dev["eer_percent"] < record["best_dev_eer"]:  # model selection on dev only, never on eval
+            record = {
+                "best_dev_eer": dev["eer_percent"],
+                "best_dev_tdcf": dev.get("min_tdcf"),
+                "best_epoch": epoch,
+            }
             checkpoints.save_best(model)
             line += "  (best so far)"
         checkpoints.save_last(model, optimizer, scheduler, epoch, record)
         with open(history_path, "a") as f:
-            f.write(json.dumps({"epoch": epoch, "loss": loss, "dev_eer": dev["eer"], "dev_tdcf": dev.get("min_tdcf")}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "epoch": epoch,
+                        "loss": loss,
+                        "dev_eer": dev["eer_percent"],
+                        "dev_tdcf": dev.get("min_tdcf"),
+                    }
+                )
+                + "\n"
+            )
         tqdm.write(line)
     writer.close()
 
-    print(f"best dev EER {record['best_dev_eer']:.3f} % at epoch {record['best_epoch']}: scoring eval with it")
+    print(
+        f"best dev EER {record['best_dev_eer']:.3f} % at epoch {record['best_epoch']}: scoring eval with it"
+    )
     load_weights(model, checkpoints.best)
     metrics = {"dev": record, **run_evaluation(model, config, device, out_dir)}
     return metrics
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # the emotion-recogniser recipe (ACRNN on the bona fide ESD part of DSES)
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 def ser_split(trials: list[Trial], config: dict) -> tuple[list[Trial], list[Trial]]:
     """Speaker-disjoint split: ``ser_val_speakers`` from the config, else the last 20 % of speakers (sorted)."""
     speakers = sorted({t.speaker for t in trials})
@@ -459,8 +498,10 @@ def train_ser(config: dict, args, device, out_dir: Path) -> dict:
     print(f"SER on the bona fide ESD part of {root}: {len(esd)} utterances")
     check_audio_exists(esd, f"ESD ({root})")
     train_trials, val_trials = ser_split(esd, config)
-    print(f"speaker-disjoint split: train {len(train_trials)}, validation {len(val_trials)} "
-          f"(speakers {sorted({t.speaker for t in val_trials})})")
+    print(
+        f"speaker-disjoint split: train {len(train_trials)}, validation {len(val_trials)} "
+        f"(speakers {sorted({t.speaker for t in val_trials})})"
+    )
     model_config = dict(config["model_config"])
     model_config.setdefault("num_classes", len(EMOTIONS))
     try:
@@ -469,9 +510,13 @@ def train_ser(config: dict, args, device, out_dir: Path) -> dict:
         raise SystemExit(f"error: {exc}") from None
     emotion_index = {e: i for i, e in enumerate(EMOTIONS)}
     nb_samp = model_config.get("nb_samp", NB_SAMP)
-    train_set = TrainDataset(train_trials, nb_samp, seed=config["seed"], label_of=lambda t: emotion_index[t.emotion])
+    train_set = TrainDataset(
+        train_trials, nb_samp, seed=config["seed"], label_of=lambda t: emotion_index[t.emotion]
+    )
     steps_per_epoch = max(1, len(train_set) // config["batch_size"])
-    optimizer, scheduler = make_optimizer(model, config["optim_config"], steps_per_epoch * config["num_epochs"])
+    optimizer, scheduler = make_optimizer(
+        model, config["optim_config"], steps_per_epoch * config["num_epochs"]
+    )
     criterion = nn.CrossEntropyLoss()
     checkpoints = Checkpointer(out_dir)
     start_epoch, record = 0, {"best_val_ua": -1.0, "best_epoch": -1}
@@ -480,11 +525,20 @@ def train_ser(config: dict, args, device, out_dir: Path) -> dict:
     val_labels = np.array([emotion_index[t.emotion] for t in val_trials])
     for epoch in range(start_epoch, config["num_epochs"]):
         train_set.set_epoch(epoch)
-        loader = seeded_loader(train_set, config["batch_size"], config["seed"], epoch, config["num_workers"], device)
-        loss = train_one_epoch(model, loader, optimizer, scheduler, criterion, device, False, f"SER epoch {epoch}")
+        loader = seeded_loader(
+            train_set, config["batch_size"], config["seed"], epoch, config["num_workers"], device
+        )
+        loss = train_one_epoch(
+            model, loader, optimizer, scheduler, criterion, device, False, f"SER epoch {epoch}"
+        )
         logits = predict_logits(
-            model, [t.path for t in val_trials], nb_samp=nb_samp, batch_size=config["batch_size"], device=device,
-            num_workers=config["num_workers"], desc="validation",
+            model,
+            [t.path for t in val_trials],
+            nb_samp=nb_samp,
+            batch_size=config["batch_size"],
+            device=device,
+            num_workers=config["num_workers"],
+            desc="validation",
         )
         wa, ua = emotion_accuracy(val_labels, logits.argmax(axis=1))
         line = f"SER epoch {epoch:3d}  loss {loss:.4f}  val WA {wa:.2f} %  UA {ua:.2f} %"
@@ -494,12 +548,14 @@ def train_ser(config: dict, args, device, out_dir: Path) -> dict:
             line += "  (best so far)"
         checkpoints.save_last(model, optimizer, scheduler, epoch, record)
         tqdm.write(line)
-    print(f"best validation UA {record['best_val_ua']:.2f} % (WA {record['best_val_wa']:.2f} %) at epoch "
-          f"{record['best_epoch']}: {checkpoints.best} is a ser_path for the fusion models")
+    print(
+        f"best validation UA {record['best_val_ua']:.2f} % (WA {record['best_val_wa']:.2f} %) at epoch "
+        f"{record['best_epoch']}: {checkpoints.best} is a ser_path for the fusion models"
+    )
     return {"ser": record}
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 def main(argv=None) -> int:
     args = parse_args(argv)
     config = load_config(args)

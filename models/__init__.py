@@ -98,7 +98,9 @@ def strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, to
     return dict(state)
 
 
-def load_weights(model: nn.Module, source: str | Path | Mapping[str, torch.Tensor], what: str = "") -> nn.Module:
+def load_weights(
+    model: nn.Module, source: str | Path | Mapping[str, torch.Tensor], what: str = ""
+) -> nn.Module:
     """Load weights strictly; a mismatch is an error listing the missing and unexpected keys."""
     label = what or (str(source) if not isinstance(source, Mapping) else type(model).__name__)
     state = load_state_dict(source) if not isinstance(source, Mapping) else dict(source)

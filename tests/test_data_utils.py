@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import shared_path
 
 import data_utils as du
-from conftest import shared_path
 
 
 def tone(seconds: float, sr: int, freq: float = 440.0, channels: int = 1) -> np.ndarray:
@@ -18,7 +18,12 @@ def tone(seconds: float, sr: int, freq: float = 440.0, channels: int = 1) -> np.
 
 @pytest.mark.parametrize(
     "ext,fmt,sr,channels",
-    [(".flac", "FLAC", 16000, 1), (".wav", "WAV", 8000, 2), (".ogg", "OGG", 44100, 1), (".wav", "WAV", 44100, 6)],
+    [
+        (".flac", "FLAC", 16000, 1),
+        (".wav", "WAV", 8000, 2),
+        (".ogg", "OGG", 44100, 1),
+        (".wav", "WAV", 44100, 6),
+    ],
 )
 def test_load_audio_formats_rates_channels(tmp_path, ext, fmt, sr, channels):
     path = tmp_path / f"a{ext}"

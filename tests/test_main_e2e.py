@@ -28,7 +28,7 @@ def trained(tmp_path_factory):
     """One tiny epoch of AASIST-L on a generated ASVspoof 2019 LA tree, with a DSES tree for the breakdown."""
     root = tmp_path_factory.mktemp("e2e")
     database = write_asvspoof_la(root, n_per_class=4)
-    dses = write_dses(root / "DSES")
+    dses = write_dses(root / "DSES", speakers=("0011", "0012"), per_folder=1)
     config = {
         "database_path": str(database),
         "asv_score_path": "ASVspoof2019_LA_asv_scores/ASVspoof2019.LA.asv.eval.gi.trl.scores.txt",
@@ -36,6 +36,7 @@ def trained(tmp_path_factory):
         "emo_dataset": str(dses),
         "dses_bootstrap": 50,
         "batch_size": 4,
+        "eval_batch_size": 16,
         "num_epochs": 1,
         "seed": 3,
         "freq_aug": True,
@@ -53,13 +54,22 @@ def trained(tmp_path_factory):
 
 def test_train_writes_the_experiment_folder(trained):
     exp = trained["exp"]
-    for name in ("config.conf", "weights/best.pth", "weights/last.pth", "eval_scores.txt", "t-DCF_EER.txt",
-                 "metrics.json", "dev_scores_epoch000.txt", "dses/dses_report.md", "dses/dses_metrics.json"):
+    for name in (
+        "config.conf",
+        "weights/best.pth",
+        "weights/last.pth",
+        "eval_scores.txt",
+        "t-DCF_EER.txt",
+        "metrics.json",
+        "dev_scores_epoch000.txt",
+        "dses/dses_report.md",
+        "dses/dses_metrics.json",
+    ):
         assert (exp / name).is_file(), name
     assert any((exp / "tensorboard").iterdir())
     metrics = json.loads((exp / "metrics.json").read_text())
     assert metrics["dev"]["best_epoch"] == 0
-    assert 0 <= metrics["eval"]["eer"] <= 100
+    assert 0 <= metrics["eval"]["eer_percent"] <= 100
     assert metrics["eval"]["min_tdcf"] is not None
     assert set(metrics["dses"]["per_emotion"]) == {"neutral", "happy", "angry", "sad", "surprise"}
     assert set(metrics["dses"]["per_system"]) == {"Zonos", "CosyVoice"}
@@ -69,26 +79,48 @@ def test_train_writes_the_experiment_folder(trained):
     )
     scores = evaluation.read_score_file(exp / "eval_scores.txt")
     evaluation.check_scores_against_protocol(scores, protocol, exp / "eval_scores.txt")
-    assert [row[0] for row in scores] == [row[1] for row in protocol]
+    assert list(scores.utt_ids) == [row[1] for row in protocol]
     assert list((exp / "dses" / "det").glob("*.png"))
 
 
 def test_eval_and_inference_give_the_same_scores(trained, tmp_path, capsys):
     weights = trained["exp"] / "weights" / "best.pth"
     code = main_cli.main(
-        ["--eval", "--config", str(trained["config"]), "--output_dir", str(tmp_path), "--device", "cpu",
-         "--eval_model_weights", str(weights)]
+        [
+            "--eval",
+            "--config",
+            str(trained["config"]),
+            "--output_dir",
+            str(tmp_path),
+            "--device",
+            "cpu",
+            "--eval_model_weights",
+            str(weights),
+        ]
     )
     assert code == 0
     assert "EER" in capsys.readouterr().out
     (exp,) = tmp_path.iterdir()
-    eval_scores = {row[0]: row[3] for row in evaluation.read_score_file(exp / "eval_scores.txt")}
+    written = evaluation.read_score_file(exp / "eval_scores.txt")
+    eval_scores = dict(zip(written.utt_ids, written.scores))
 
     flac_dir = trained["database"] / "ASVspoof2019_LA_eval" / "flac"
     out_file = tmp_path / "folder_scores.txt"
     code = inference.main(
-        ["--config", str(trained["config"]), "--test_dir", str(flac_dir), "--output_file", str(out_file),
-         "--eval_model_weights", str(weights), "--device", "cpu", "--batch_size", "3"]
+        [
+            "--config",
+            str(trained["config"]),
+            "--test_dir",
+            str(flac_dir),
+            "--output_file",
+            str(out_file),
+            "--eval_model_weights",
+            str(weights),
+            "--device",
+            "cpu",
+            "--batch_size",
+            "3",
+        ]
     )
     assert code == 0
     folder_scores = {Path(name).stem: float(score) for name, score in (ln.split() for ln in out_file.open())}
@@ -118,8 +150,18 @@ def test_inference_on_a_mixed_folder(trained, tmp_path, capsys):
     (folder / "notes.txt").write_text("not audio")
     out_file = tmp_path / "scores.txt"
     code = inference.main(
-        ["--config", str(trained["config"]), "--test_dir", str(folder), "--output_file", str(out_file),
-         "--eval_model_weights", str(trained["exp"] / "weights" / "best.pth"), "--device", "cpu"]
+        [
+            "--config",
+            str(trained["config"]),
+            "--test_dir",
+            str(folder),
+            "--output_file",
+            str(out_file),
+            "--eval_model_weights",
+            str(trained["exp"] / "weights" / "best.pth"),
+            "--device",
+            "cpu",
+        ]
     )
     assert code == 0
     lines = out_file.read_text().splitlines()
@@ -134,8 +176,18 @@ def test_inference_on_a_mixed_folder(trained, tmp_path, capsys):
     bad.mkdir()
     (bad / "x.wav").write_bytes(b"nope")
     code = inference.main(
-        ["--config", str(trained["config"]), "--test_dir", str(bad), "--output_file", str(tmp_path / "none.txt"),
-         "--eval_model_weights", str(trained["exp"] / "weights" / "best.pth"), "--device", "cpu"]
+        [
+            "--config",
+            str(trained["config"]),
+            "--test_dir",
+            str(bad),
+            "--output_file",
+            str(tmp_path / "none.txt"),
+            "--eval_model_weights",
+            str(trained["exp"] / "weights" / "best.pth"),
+            "--device",
+            "cpu",
+        ]
     )
     assert code == 1
 
@@ -144,8 +196,15 @@ def test_missing_audio_is_reported_before_training(tmp_path, capsys):
     database = write_asvspoof_la(tmp_path, n_per_class=2)
     for path in list((database / "ASVspoof2019_LA_dev" / "flac").glob("*.flac"))[:3]:
         path.unlink()
-    config = {"database_path": str(database), "batch_size": 2, "num_epochs": 1, "model_config": AASIST_L_TINY,
-              "optim_config": {"base_lr": 1e-4}}
+    config = {
+        "database_path": str(database),
+        "batch_size": 2,
+        "num_epochs": 1,
+        "model_config": AASIST_L_TINY,
+        "optim_config": {"base_lr": 1e-4},
+    }
     (tmp_path / "c.conf").write_text(json.dumps(config))
     with pytest.raises(SystemExit, match=r"dev .*: 3 of 4 audio files are missing"):
-        main_cli.main(["--config", str(tmp_path / "c.conf"), "--output_dir", str(tmp_path / "o"), "--device", "cpu"])
+        main_cli.main(
+            ["--config", str(tmp_path / "c.conf"), "--output_dir", str(tmp_path / "o"), "--device", "cpu"]
+        )

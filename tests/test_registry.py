@@ -52,7 +52,9 @@ def test_load_weights_is_strict_and_lists_keys(tmp_path):
     bad.pop("head.bias")
     bad["extra.weight"] = torch.zeros(1)
     torch.save(bad, tmp_path / "bad.pth")
-    with pytest.raises(models.WeightLoadError, match=r"missing keys: head\.bias; unexpected keys: extra\.weight"):
+    with pytest.raises(
+        models.WeightLoadError, match=r"missing keys: head\.bias; unexpected keys: extra\.weight"
+    ):
         models.load_weights(Tiny(), tmp_path / "bad.pth")
 
     shape = dict(state)
