@@ -51,7 +51,8 @@ _EMOTION_SPELLINGS = {
     "suprise": "surprise",
     "sur": "surprise",
 }
-BONAFIDE_SYSTEM_DIR = "ESD"  # DSES: bona fide speech lives in ESD/<speaker>/<emotion>/
+BONAFIDE_SYSTEM_DIR = "ESD"
+METADATA_SUFFIXES = (".csv", ".tsv", ".txt", ".md", ".json")  # protocols, manifests, notes: not audio, not odd  # DSES: bona fide speech lives in ESD/<speaker>/<emotion>/
 
 
 class AudioError(ValueError):
@@ -215,14 +216,15 @@ def scan_dses(root: str | os.PathLike) -> tuple[list[Trial], DSESScanReport]:
     report = DSESScanReport()
     for system_dir in sorted(p for p in root.iterdir() if not p.name.startswith(".")):
         if not system_dir.is_dir():
-            if system_dir.suffix.lower() not in (".csv", ".tsv", ".txt", ".md", ".json"):
+            if system_dir.suffix.lower() not in METADATA_SUFFIXES:
                 report.unexpected.append(system_dir.name)
             continue
         system = system_dir.name
         key = "bonafide" if system.upper() == BONAFIDE_SYSTEM_DIR else "spoof"
         for speaker_dir in sorted(p for p in system_dir.iterdir() if not p.name.startswith(".")):
             if not speaker_dir.is_dir():
-                report.unexpected.append(str(speaker_dir.relative_to(root)))
+                if speaker_dir.suffix.lower() not in METADATA_SUFFIXES:  # e.g. a system's manifest.csv
+                    report.unexpected.append(str(speaker_dir.relative_to(root)))
                 continue
             for emotion_dir in sorted(p for p in speaker_dir.iterdir() if not p.name.startswith(".")):
                 emotion = normalize_emotion(emotion_dir.name) if emotion_dir.is_dir() else None
