@@ -52,7 +52,8 @@ _EMOTION_SPELLINGS = {
     "sur": "surprise",
 }
 BONAFIDE_SYSTEM_DIR = "ESD"
-METADATA_SUFFIXES = (".csv", ".tsv", ".txt", ".md", ".json")  # protocols, manifests, notes: not audio, not odd  # DSES: bona fide speech lives in ESD/<speaker>/<emotion>/
+# DSES: bona fide speech lives in ESD/<speaker>/<emotion>/; protocols, manifests and notes are not reported as odd
+METADATA_SUFFIXES = (".csv", ".tsv", ".txt", ".md", ".json")
 
 
 class AudioError(ValueError):
