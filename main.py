@@ -559,6 +559,10 @@ def train_ser(config: dict, args, device, out_dir: Path) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     config = load_config(args)
+    if "demo" in config:  # the embedded demo: build its small synthetic corpus on first run
+        from demo import ensure_demo_corpus
+
+        ensure_demo_corpus(config)
     device = pick_device(args.device)
     set_seed(config["seed"], config)
     out_dir = experiment_dir(config, args)
