@@ -208,3 +208,28 @@ def test_missing_audio_is_reported_before_training(tmp_path, capsys):
         main_cli.main(
             ["--config", str(tmp_path / "c.conf"), "--output_dir", str(tmp_path / "o"), "--device", "cpu"]
         )
+
+
+@pytest.mark.parametrize("name", ["AASIST_WAV2VEC", "AMSDF"])
+def test_xlsr_configs_train_one_tiny_epoch(name, tmp_path):
+    """config/AASIST_WAV2VEC.conf and config/AMSDF.conf through main.py, with a tiny random XLS-R."""
+    config = json.loads((Path(main_cli.__file__).parent / "config" / f"{name}.conf").read_text())
+    config.update(
+        database_path=str(write_asvspoof_la(tmp_path, n_per_class=2, seconds=0.5)),
+        emo_dataset=None,
+        batch_size=2,
+        num_epochs=1,
+        num_workers=0,
+    )
+    config["model_config"].update(ssl_path=None, ssl_size="tiny")
+    if name == "AMSDF":
+        config["model_config"]["emotion_path"] = None
+    (tmp_path / "c.conf").write_text(json.dumps(config))
+    code = main_cli.main(
+        ["--config", str(tmp_path / "c.conf"), "--output_dir", str(tmp_path / "exp"), "--device", "cpu"]
+    )
+    assert code == 0
+    (exp,) = (tmp_path / "exp").iterdir()
+    metrics = json.loads((exp / "metrics.json").read_text())
+    assert 0 <= metrics["eval"]["eer_percent"] <= 100
+    assert (exp / "weights" / "best.pth").is_file()
