@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from data_utils import NB_SAMP, ScoringDataset, collate_scoring, find_audio_files
 from models import ConfigError, WeightLoadError, build_model, load_weights
+from training_utils import autocast_context
 
 
 def pick_device(requested: str | None = None) -> torch.device:
@@ -80,12 +81,15 @@ def predict_logits(
     skip_unreadable: bool = False,
     desc: str = "scoring",
     errors: list[tuple[int, str]] | None = None,
+    precision: str = "fp32",
+    progress: bool = True,
 ) -> np.ndarray:
     """Run ``model`` in eval mode over audio files: the (N, classes) logits, in file order.
 
     This is the one scoring loop of the project (``main.py`` and ``inference.py`` both use it). With
     ``skip_unreadable`` a file that cannot be read gets a row of NaN and its (index, message) is appended to
-    ``errors``; without it, the first unreadable file raises ``AudioError``.
+    ``errors``; without it, the first unreadable file raises ``AudioError``. ``precision`` "bf16" runs the model
+    under autocast; the logits come back in float32 either way.
     """
     device = torch.device(device)
     model.eval()
@@ -105,7 +109,8 @@ def predict_logits(
             errors.extend(batch_errors)
         if waves is None:
             continue
-        _, logits = model(waves.to(device, non_blocking=True))
+        with autocast_context(device, precision):
+            _, logits = model(waves.to(device, non_blocking=True))
         logits = logits.float().cpu().numpy()
         if logits_out is None:
             logits_out = np.full((len(paths), logits.shape[1]), np.nan, dtype=np.float32)

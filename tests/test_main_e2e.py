@@ -57,7 +57,8 @@ def test_train_writes_the_experiment_folder(trained):
     for name in (
         "config.conf",
         "weights/best.pth",
-        "weights/last.pth",
+        "weights/state_epoch000.pth",
+        "weights/weights_epoch000.pth",
         "eval_scores.txt",
         "t-DCF_EER.txt",
         "metrics.json",
