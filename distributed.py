@@ -112,16 +112,20 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def wrap_model(model: nn.Module, info: DistInfo) -> nn.Module:
+def wrap_model(model: nn.Module, info: DistInfo, find_unused_parameters: bool = True) -> nn.Module:
     """``DistributedDataParallel`` around ``model`` (already on ``info.device``) when distributed; else ``model``.
 
-    Frozen submodules (fusion models) have no trainable parameters; ``find_unused_parameters`` stays off since
-    every trainable parameter takes part in each forward.
+    ``find_unused_parameters`` is on by default: the official AASIST's residual blocks compute ``bn1`` and then
+    feed the block's input, not its output, to ``conv1``, so ``bn1``'s affine parameters get no gradient (kept
+    for parity with the published weights), which plain DDP refuses. A model known to
+    use every trainable parameter can switch it off (config ``find_unused_parameters: false``) to save a pass.
     """
     if not info.distributed:
         return model
     device_ids = [info.device.index] if info.device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    return nn.parallel.DistributedDataParallel(
+        model, device_ids=device_ids, find_unused_parameters=find_unused_parameters
+    )
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

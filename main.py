@@ -433,7 +433,7 @@ def fit(
                 path.unlink()
 
     # ``model`` stays the plain module (state dicts, scoring); ``trained`` is what the training step calls
-    trained = wrap_model(model, info)
+    trained = wrap_model(model, info, find_unused_parameters=config.get("find_unused_parameters", True))
     if config.get("compile"):
         trained = torch.compile(trained)
     writer = None
