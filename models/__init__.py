@@ -106,7 +106,9 @@ def load_weights(
     state = load_state_dict(source) if not isinstance(source, Mapping) else dict(source)
     state = strip_prefix(state, "module.")
     convert = getattr(model, "convert_state_dict", None)
-    if callable(convert):  # a model that knows its authors' checkpoint layout maps it (e.g. fairseq XLS-R keys)
+    if callable(
+        convert
+    ):  # a model that knows its authors' checkpoint layout maps it (e.g. fairseq XLS-R keys)
         state = convert(state)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
