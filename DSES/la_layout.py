@@ -65,6 +65,7 @@ def assign_splits(keys: Sequence[str], fractions: Sequence[float], seed: int) ->
     counts = [int(round(len(order) * f / total)) for f in fractions[:2]]
     if len(order) >= 3:
         counts = [max(1, c) for c in counts]
+        counts[0] = min(counts[0], len(order) - 2)  # leave at least one key each for dev and eval
         counts[1] = min(counts[1], len(order) - counts[0] - 1)
     counts.append(len(order) - sum(counts))
     assignment, start = {}, 0

@@ -759,3 +759,13 @@ def test_notebooks_are_thin_valid_drivers_of_synthesize_corpus(name, backend):
     assert {key.value for key in options.keys} <= set(accepted)
     allowed = set(inspect.signature(synthesize_corpus).parameters)
     assert {k.arg for k in call.keywords} <= allowed
+
+
+def test_la_split_assignment_gives_every_split_a_speaker():
+    from collections import Counter
+
+    from DSES.la_layout import assign_splits
+
+    for n in range(3, 8):
+        counts = Counter(assign_splits([f"s{i}" for i in range(n)], (0.6, 0.2, 0.2), seed=0).values())
+        assert set(counts) == {"train", "dev", "eval"} and sum(counts.values()) == n, (n, counts)
