@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import soxr
 import torch
 from torch.utils.data import Dataset
 
+from emotions import EMOTIONS, normalize_emotion
 from evaluation import read_asvspoof_protocol
 
 SAMPLE_RATE = 16_000
@@ -31,26 +31,6 @@ NB_SAMP = 64_600  # 4.04 s, as in AASIST
 AUDIO_EXTENSIONS = (".flac", ".wav", ".ogg")
 BONAFIDE, SPOOF = 1, 0
 
-EMOTIONS = ("neutral", "happy", "angry", "sad", "surprise")
-# spellings met in ESD, the DSES release and TTS outputs; matched case-insensitively
-_EMOTION_SPELLINGS = {
-    "neutral": "neutral",
-    "neu": "neutral",
-    "calm": "neutral",
-    "happy": "happy",
-    "happiness": "happy",
-    "hap": "happy",
-    "joy": "happy",
-    "angry": "angry",
-    "anger": "angry",
-    "ang": "angry",
-    "sad": "sad",
-    "sadness": "sad",
-    "surprise": "surprise",
-    "surprised": "surprise",
-    "suprise": "surprise",
-    "sur": "surprise",
-}
 BONAFIDE_SYSTEM_DIR = "ESD"
 # DSES: bona fide speech lives in ESD/<speaker>/<emotion>/; protocols, manifests and notes are not reported as odd
 METADATA_SUFFIXES = (".csv", ".tsv", ".txt", ".md", ".json")
@@ -182,11 +162,6 @@ def check_asvspoof_layout(
 # ----------------------------------------------------------------------------------------------------
 # DSES: Dataset of Synthesized Emotional Speech
 # ----------------------------------------------------------------------------------------------------
-def normalize_emotion(name: str) -> str | None:
-    """Map an emotion folder name in any common spelling to neutral/happy/angry/sad/surprise (None if unknown)."""
-    return _EMOTION_SPELLINGS.get(re.sub(r"[^a-z]", "", name.lower()))
-
-
 @dataclass
 class DSESScanReport:
     systems: Counter = field(default_factory=Counter)

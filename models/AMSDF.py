@@ -44,19 +44,19 @@ model_config keys (defaults are the authors'):
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models import ConfigError, freeze, keep_frozen_in_eval, load_state_dict, load_weights
+from models import ConfigError, freeze, keep_frozen_in_eval, load_weights
 from models.AASIST import GraphAttentionLayer, GraphPool, HtrgGraphAttentionLayer, ResidualEncoder, SincConv
 from models.ACRNN import Model as ACRNN
 from models.wav2vec2 import (
-    NAMED_SIZES,
     SSL_CONFIG_DEFAULTS,
+    convert_checkpoint_main,
+    convert_detector_checkpoint,
     convert_detector_state,
     read_detector_config,
     xlsr_from_config,
@@ -256,20 +256,12 @@ class Model(nn.Module):
 
 
 def convert_checkpoint(source: str, target: str, ssl_size: str = "xlsr_300m") -> None:
-    """Write the authors' checkpoint (M1-M3) as a state dict of this model (checked by a strict load)."""
-    model = Model({"ssl_path": None, "ssl_size": ssl_size})
-    load_weights(model, model.convert_state_dict(load_state_dict(source)), what=source)
-    torch.save(model.state_dict(), target)
+    """Write the authors' checkpoint as a state dict of this model (strictly checked by loading it)."""
+    convert_detector_checkpoint(Model, source, target, ssl_size)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Convert an AMSDF checkpoint (M1-M3) to this model's keys")
-    parser.add_argument("source", help="e.g. M1.pth from the authors")
-    parser.add_argument("target", help="state dict to write")
-    parser.add_argument("--ssl_size", default="xlsr_300m", choices=sorted(NAMED_SIZES))
-    args = parser.parse_args(argv)
-    convert_checkpoint(args.source, args.target, args.ssl_size)
-    print(f"wrote {args.target}")
+    convert_checkpoint_main(Model, "Convert an AMSDF checkpoint (M1-M3) to this model's keys", argv)
 
 
 if __name__ == "__main__":

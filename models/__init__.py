@@ -98,18 +98,8 @@ def strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, to
     return dict(state)
 
 
-def load_weights(
-    model: nn.Module, source: str | Path | Mapping[str, torch.Tensor], what: str = ""
-) -> nn.Module:
-    """Load weights strictly; a mismatch is an error listing the missing and unexpected keys."""
-    label = what or (str(source) if not isinstance(source, Mapping) else type(model).__name__)
-    state = load_state_dict(source) if not isinstance(source, Mapping) else dict(source)
-    state = strip_prefix(state, "module.")
-    convert = getattr(model, "convert_state_dict", None)
-    if callable(
-        convert
-    ):  # a model that knows its authors' checkpoint layout maps it (e.g. fairseq XLS-R keys)
-        state = convert(state)
+def check_state_dict_fits(model: nn.Module, state: Mapping[str, torch.Tensor], label: str) -> None:
+    """Raise one clear error listing the missing, unexpected and mis-shaped keys of ``state`` for ``model``."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -128,6 +118,21 @@ def load_weights(
             f"missing keys: {show(missing)}; unexpected keys: {show(unexpected)}; shape mismatches: "
             f"{show(wrong_shape)}"
         )
+
+
+def load_weights(
+    model: nn.Module, source: str | Path | Mapping[str, torch.Tensor], what: str = ""
+) -> nn.Module:
+    """Load weights strictly; a mismatch is an error listing the missing and unexpected keys."""
+    label = what or (str(source) if not isinstance(source, Mapping) else type(model).__name__)
+    state = load_state_dict(source) if not isinstance(source, Mapping) else dict(source)
+    state = strip_prefix(state, "module.")
+    convert = getattr(model, "convert_state_dict", None)
+    if callable(
+        convert
+    ):  # a model that knows its authors' checkpoint layout maps it (e.g. fairseq XLS-R keys)
+        state = convert(state)
+    check_state_dict_fits(model, state, label)
     model.load_state_dict(state, strict=True)
     return model
 

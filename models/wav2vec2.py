@@ -41,7 +41,7 @@ import torch
 from torch import nn
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
-from models import ConfigError, WeightLoadError, download_hint, freeze
+from models import ConfigError, WeightLoadError, check_state_dict_fits, download_hint, freeze, load_weights
 
 # ------------------------------------------------------------------------------------------------------------
 # model configurations
@@ -627,7 +627,7 @@ class XLSR(nn.Module):
             except WeightLoadError as exc:
                 raise WeightLoadError(f"{label}: {exc}") from None
         state = match_model_naming(state, self.model)
-        check_keys(self.model, state, label)
+        check_state_dict_fits(self.model, state, f"{label} (wav2vec 2.0)")
         self.model.load_state_dict(state, strict=True)
 
     def hf_state_dict_from(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -721,27 +721,6 @@ def read_hf_weights(path: Path) -> dict[str, torch.Tensor]:
     raise WeightLoadError(f"{path}: no model.safetensors or pytorch_model.bin")
 
 
-def check_keys(model: nn.Module, state: Mapping[str, torch.Tensor], label: str) -> None:
-    """Raise one clear error listing missing, unexpected and mis-shaped keys."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = sorted(
-        f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}"
-        for k in set(own) & set(state)
-        if state[k].shape != own[k].shape
-    )
-    if missing or unexpected or shapes:
-
-        def show(keys):
-            return (", ".join(keys[:6]) + (f" ... ({len(keys)} in all)" if len(keys) > 6 else "")) or "none"
-
-        raise WeightLoadError(
-            f"{label}: wav2vec 2.0 weights do not fit: missing {show(missing)}; "
-            f"unexpected {show(unexpected)}; shape mismatches {show(shapes)}"
-        )
-
-
 def build_xlsr(ssl_path: str | None, ssl_size: str = "xlsr_300m", trust_pickle: bool = False) -> XLSR:
     """The XLS-R of a detector config: ``ssl_path`` (fairseq .pt, HF dir, state dict), else ``ssl_size``.
 
@@ -824,3 +803,22 @@ __all__ = [
     "parse_conv_layers",
     "split_ssl_state",
 ]
+
+
+def convert_detector_checkpoint(model_class, source: str, target: str, ssl_size: str = "xlsr_300m") -> None:
+    """Write an authors' detector checkpoint (fairseq-named XLS-R inside) as a plain state dict of
+    ``model_class``, checked by a strict load, so that later loads need no key map."""
+    model = model_class({"ssl_path": None, "ssl_size": ssl_size})
+    load_weights(model, source)  # load_weights applies the model's convert_state_dict
+    torch.save(model.state_dict(), target)
+
+
+def convert_checkpoint_main(model_class, description: str, argv: list[str] | None = None) -> None:
+    """The ``python -m models.<Detector> SOURCE TARGET`` command of the XLS-R detectors."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("source", help="the authors' checkpoint")
+    parser.add_argument("target", help="state dict to write")
+    parser.add_argument("--ssl_size", default="xlsr_300m", choices=sorted(NAMED_SIZES))
+    args = parser.parse_args(argv)
+    convert_detector_checkpoint(model_class, args.source, args.target, args.ssl_size)
+    print(f"wrote {args.target}")

@@ -13,34 +13,16 @@ import zlib
 
 import numpy as np
 
-# The five DSES emotions, in the order the corpus lists them.
-EMOTIONS = ("neutral", "happy", "angry", "sad", "surprise")
-
-# Folder and label spellings met in the wild (ESD uses "Surprise", upstream notebooks "surprised").
-_EMOTION_ALIASES = {
-    "neutral": "neutral",
-    "neu": "neutral",
-    "happy": "happy",
-    "happiness": "happy",
-    "joy": "happy",
-    "hap": "happy",
-    "angry": "angry",
-    "anger": "angry",
-    "ang": "angry",
-    "sad": "sad",
-    "sadness": "sad",
-    "surprise": "surprise",
-    "surprised": "surprise",
-    "sur": "surprise",
-}
+from emotions import EMOTIONS
+from emotions import normalize_emotion as emotion_or_none
 
 
 def normalize_emotion(label: str) -> str:
     """Map an emotion label or folder name (any case, `Surprise`/`surprised`, ...) to one of EMOTIONS."""
-    key = str(label).strip().lower()
-    if key not in _EMOTION_ALIASES:
+    emotion = emotion_or_none(label)
+    if emotion is None:
         raise ValueError(f"unknown emotion {label!r}: expected one of {', '.join(EMOTIONS)}")
-    return _EMOTION_ALIASES[key]
+    return emotion
 
 
 def stable_seed(*parts: object) -> int:
