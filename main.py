@@ -432,6 +432,8 @@ def fit(
             for path in stale:
                 path.unlink()
 
+    if config.get("channels_last"):  # NHWC convolutions (tensor cores) once the weights are channels-last
+        model.to(memory_format=torch.channels_last)
     # ``model`` stays the plain module (state dicts, scoring); ``trained`` is what the training step calls
     trained = wrap_model(model, info, find_unused_parameters=config.get("find_unused_parameters", True))
     if config.get("compile"):
