@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 
 from emotions import EMOTIONS, normalize_emotion
 from evaluation import read_asvspoof_protocol
+from fileio import atomic_open
 
 SAMPLE_RATE = 16_000
 NB_SAMP = 64_600  # 4.04 s, as in AASIST
@@ -236,15 +237,12 @@ DSES_PROTOCOL_FIELDS = ("utt_id", "speaker", "emotion", "system", "key", "path")
 
 def write_dses_protocol(trials: Sequence[Trial], path: str | os.PathLike, root: str | os.PathLike) -> None:
     """Write the scanned DSES protocol (TSV with a header; audio paths relative to ``root``), atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_open(path, newline="") as f:
         writer = csv.writer(f, delimiter="\t", lineterminator="\n")
         writer.writerow(DSES_PROTOCOL_FIELDS)
         for t in trials:
             rel = os.path.relpath(t.path, root)
             writer.writerow((t.utt_id, t.speaker, t.emotion, t.system, t.key, Path(rel).as_posix()))
-    os.replace(tmp, path)
 
 
 def read_dses_protocol(path: str | os.PathLike, root: str | os.PathLike) -> list[Trial]:

@@ -39,6 +39,8 @@ import sys
 import time
 from pathlib import Path
 
+from fileio import write_text_atomically
+
 REPO_DIR = Path(__file__).resolve().parent
 DEMO_TEXTS = REPO_DIR / "DSES" / "demo_texts.txt"
 MARKER_NAME = ".demo_complete.json"
@@ -130,12 +132,6 @@ def _link_or_copy(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:  # another file system, or no hard links: copy
         shutil.copy2(source, target)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
 
 
 def _same_place(a: str | os.PathLike, b: Path) -> bool:
@@ -247,7 +243,7 @@ def ensure_demo_corpus(config: dict) -> None:
     texts = texts[: settings["sentences"]]
     speakers, seed = settings["speakers"], settings["seed"]
     root.mkdir(parents=True, exist_ok=True)
-    _write_atomically(started_file, _record(recipe))
+    write_text_atomically(started_file, _record(recipe))
     synthesis = root / "synthesis"
     progress = sys.stderr.isatty()
     n_bonafide = len(speakers) * len(texts) * 5
@@ -296,8 +292,8 @@ def ensure_demo_corpus(config: dict) -> None:
     n_dses = _build_dses_eval_part(written["index"], root / "DSES")
     _say(f"DSES layout: {n_dses} files of the LA eval speakers in {root / 'DSES'}")
 
-    _write_atomically(root / "README.md", README_TEXT.format(settings=json.dumps(settings)))
-    _write_atomically(marker, _record(recipe))  # last: its presence means the corpus is complete
+    write_text_atomically(root / "README.md", README_TEXT.format(settings=json.dumps(settings)))
+    write_text_atomically(marker, _record(recipe))  # last: its presence means the corpus is complete
     _say(f"corpus ready in {time.monotonic() - started:.0f} s")
 
 

@@ -28,7 +28,6 @@ import operator
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,8 @@ from types import MappingProxyType
 from typing import NamedTuple
 
 import numpy as np
+
+from fileio import write_text_atomically
 
 VALID_CM_KEYS = ("bonafide", "spoof")
 VALID_ASV_KEYS = ("target", "nontarget", "spoof")
@@ -258,16 +259,7 @@ def write_score_file(
         f"{u} {s} {k} {v!r}\n"
         for u, s, k, v in zip(table.utt_ids, table.systems, table.keys, table.scores.tolist())
     )
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_text_atomically(path, text)
 
 
 def read_score_file(path: str | os.PathLike) -> CMScores:

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from data_utils import NB_SAMP, ScoringDataset, collate_scoring, find_audio_files
+from fileio import write_text_atomically
 from models import ConfigError, WeightLoadError, build_model, load_weights
 from training_utils import autocast_context
 
@@ -118,14 +119,6 @@ def predict_logits(
     return logits_out if logits_out is not None else np.full((len(paths), 2), np.nan, dtype=np.float32)
 
 
-def write_lines_atomically(path: str | os.PathLike, lines: Sequence[str]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in lines))
-    os.replace(tmp, path)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Score every audio file (flac, wav, ogg) below a folder.")
     parser.add_argument("--config", required=True, help="JSON config naming the model (config/*.conf)")
@@ -171,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if np.isfinite(s)
     ]
     if lines:
-        write_lines_atomically(output, lines)
+        write_text_atomically(output, "".join(line + "\n" for line in lines))
     print(
         f"scored {len(lines)} of {len(paths)} files -> {output}"
         + (f"; {len(errors)} unreadable" if errors else "")

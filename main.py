@@ -53,7 +53,8 @@ from distributed import (
     unwrap_model,
     wrap_model,
 )
-from inference import load_model_for_scoring, predict_logits, read_config, write_lines_atomically
+from fileio import write_text_atomically
+from inference import load_model_for_scoring, predict_logits, read_config
 from models import ConfigError, WeightLoadError, build_model, load_weights
 from training_utils import (
     CheckpointError,
@@ -158,7 +159,7 @@ def experiment_dir(config: dict, args: argparse.Namespace) -> Path:
 
 
 def write_json(path: Path, obj) -> None:
-    write_lines_atomically(path, [json.dumps(obj, indent=2, default=float)])
+    write_text_atomically(path, json.dumps(obj, indent=2, default=float) + "\n")
 
 
 @dataclass
@@ -277,7 +278,7 @@ def evaluate_dses(model, trials: list[Trial], run: Run, out_dir: Path, full: boo
         n_bootstrap = run.config.get("dses_bootstrap", 1000) if full else 0
         breakdown = evaluation.dses_breakdown(entries, scores, n_bootstrap=n_bootstrap)
         markdown = evaluation.format_dses_markdown(breakdown)
-        write_lines_atomically(out_dir / "dses_report.md", [markdown])
+        write_text_atomically(out_dir / "dses_report.md", markdown + "\n")
         write_json(out_dir / "dses_metrics.json", breakdown)
         if full:
             evaluation.plot_det(entries, scores, out_dir / "det")
@@ -301,7 +302,7 @@ def run_evaluation(model, run: Run) -> dict:
         result = evaluate_la_split(model, trials, run, "eval")
         if run.is_main:
             report = evaluation.format_asvspoof2019_report(result)
-            write_lines_atomically(run.out_dir / "t-DCF_EER.txt", [report])
+            write_text_atomically(run.out_dir / "t-DCF_EER.txt", report + "\n")
             print(report)
         metrics["eval"] = result
     dses = dses_trials(run)
@@ -508,7 +509,9 @@ def fit(
                 prune_epoch_checkpoints(weights_dir, keep=1, stem="weights", protect=keep)
             else:
                 prune_epoch_checkpoints(weights_dir, keep=1, stem="weights")
-            write_lines_atomically(run.out_dir / "history.jsonl", [json.dumps(h) for h in history])
+            write_text_atomically(
+                run.out_dir / "history.jsonl", "".join(json.dumps(h) + "\n" for h in history)
+            )
             writer.add_scalar("loss", loss, epoch)
             for key, value in result.numbers.items():
                 if isinstance(value, (int, float)) and value is not None:
@@ -719,7 +722,7 @@ def main(argv=None) -> int:
             raise SystemExit(f"error: {exc}") from None
         if run.is_main:
             run.out_dir.mkdir(parents=True, exist_ok=True)
-            write_lines_atomically(run.out_dir / "config.conf", [json.dumps(config, indent=4)])
+            write_text_atomically(run.out_dir / "config.conf", json.dumps(config, indent=4) + "\n")
             print(
                 f"experiment folder: {run.out_dir}"
                 + (f" ({info.world_size} processes)" if info.distributed else "")

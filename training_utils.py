@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
+from fileio import atomic_open
 from models import load_state_dict, strip_prefix
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -248,18 +249,8 @@ def save_checkpoint_atomically(obj, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace``: a reader (or a run
     killed at any moment) sees either the old complete file or the new complete file, never a partial one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+    with atomic_open(path, "wb") as f:
+        torch.save(obj, f)
     _fsync_folder(path.parent)
     return path
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from DSES.synthesize import MANIFEST_NAME, read_manifest
+from fileio import write_text_atomically
 
 SPLITS = ("train", "dev", "eval")
 PROTOCOL_NAMES = {
@@ -168,9 +169,7 @@ def export_la_layout(
     written = {}
     for split in SPLITS:
         path = protocol_dir / PROTOCOL_NAMES[split]
-        temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text("".join(protocol_lines[split]))
-        os.replace(temporary, path)
+        write_text_atomically(path, "".join(protocol_lines[split]))
         written[split] = path
     index_path = out / "la_index.csv"
     with index_path.open("w", newline="", encoding="utf-8") as handle:

@@ -47,6 +47,7 @@ if __package__ in (None, ""):  # run as `python DSES/synthesize.py`: make `impor
 
 from DSES.backends import EMOTIONS, Backend, get_backend, normalize_emotion  # noqa: E402
 from DSES.backends.base import check_name, seed_everything, stable_seed, to_mono_float32  # noqa: E402
+from fileio import atomic_open  # noqa: E402
 
 SAMPLE_RATE = 16000
 MANIFEST_NAME = "manifest.csv"
@@ -336,15 +337,11 @@ def read_manifest(path: str | Path) -> list[dict]:
 
 def write_manifest_atomic(path: Path, rows: Iterable[dict]) -> None:
     """Write the manifest sorted by path, via a temporary file and a rename (never half-written)."""
-    temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_open(path, newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=MANIFEST_FIELDS, lineterminator="\n")
         writer.writeheader()
         for row in sorted(rows, key=lambda r: r["path"]):
             writer.writerow({name: row.get(name, "") for name in MANIFEST_FIELDS})
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 # -------------------------------------------------------------------------------------------- the run
