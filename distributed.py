@@ -19,6 +19,7 @@ BatchNorm statistics differ until rank 0's are broadcast.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -59,13 +60,18 @@ def _env_int(name: str, default: int) -> int:
         ) from None
 
 
-def _single_process_device(requested: str | torch.device | None) -> torch.device:
+def resolve_device(requested: str | torch.device | None = None) -> torch.device:
+    """``requested`` if given (an error if it names CUDA and there is none); else CUDA when present, else the CPU
+    with a warning (training on a CPU is slow, and a user who expected a GPU should hear of it)."""
     if requested is not None:
         device = torch.device(requested)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"device {requested} asked for, but CUDA is not available here")
         return device
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    warnings.warn("CUDA is not available: running on the CPU (slow for training)", stacklevel=2)
+    return torch.device("cpu")
 
 
 def init_distributed(device: str | torch.device | None = None, backend: str | None = None) -> DistInfo:
@@ -76,7 +82,7 @@ def init_distributed(device: str | torch.device | None = None, backend: str | No
     """
     world_size = _env_int("WORLD_SIZE", 1)
     if world_size <= 1:
-        return DistInfo(device=_single_process_device(device))
+        return DistInfo(device=resolve_device(device))
     if not dist.is_available():
         raise RuntimeError("WORLD_SIZE > 1 but this PyTorch build has no torch.distributed support")
     rank = _env_int("RANK", 0)
@@ -93,7 +99,7 @@ def init_distributed(device: str | torch.device | None = None, backend: str | No
         resolved = torch.device("cuda", local_rank)
         torch.cuda.set_device(resolved)  # NCCL collectives and all_gather_object use the current device
     else:
-        resolved = torch.device("cpu")
+        resolved = resolve_device(device)
     backend = backend or ("nccl" if resolved.type == "cuda" else "gloo")
     if not dist.is_initialized():
         kwargs = {"device_id": resolved} if backend == "nccl" else {}

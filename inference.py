@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from data_utils import NB_SAMP, ScoringDataset, collate_scoring, find_audio_files
+from distributed import resolve_device
 from fileio import write_text_atomically
 from models import ConfigError, WeightLoadError, build_model, load_weights
 from training_utils import autocast_context
@@ -32,15 +32,10 @@ from training_utils import autocast_context
 
 def pick_device(requested: str | None = None) -> torch.device:
     """``--device`` if given; else CUDA when present, else CPU with a warning."""
-    if requested:
-        device = torch.device(requested)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise SystemExit(f"error: --device {requested} asked for, but CUDA is not available here")
-        return device
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    warnings.warn("CUDA is not available: running on the CPU (slow for training)", stacklevel=2)
-    return torch.device("cpu")
+    try:
+        return resolve_device(requested)
+    except RuntimeError as exc:
+        raise SystemExit(f"error: --device: {exc}") from None
 
 
 def read_config(path: str | os.PathLike) -> dict:

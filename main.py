@@ -17,7 +17,6 @@ import math
 import random
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -287,8 +286,8 @@ def evaluate_dses(model, trials: list[Trial], run: Run, out_dir: Path, full: boo
     return run.on_main(report)
 
 
-def run_evaluation(model, run: Run) -> dict:
-    """Score ASVspoof 2019 LA eval (where present) and DSES (where configured) with an already loaded model."""
+def run_evaluation(model, run: Run, dses: list[Trial] | None) -> dict:
+    """Score ASVspoof 2019 LA eval (where present) and the scanned DSES trials (if any) with a loaded model."""
     metrics: dict = {}
     database = run.config.get("database_path")
     trials = None
@@ -305,7 +304,6 @@ def run_evaluation(model, run: Run) -> dict:
             write_text_atomically(run.out_dir / "t-DCF_EER.txt", report + "\n")
             print(report)
         metrics["eval"] = result
-    dses = dses_trials(run)
     if dses:
         result = evaluate_dses(model, dses, run, run.out_dir / "dses")
         run.log(result["markdown"])
@@ -631,7 +629,7 @@ def train_antispoofing(run: Run) -> dict:
     freq_aug = str(config.get("freq_aug", False)).lower() == "true"
     record = fit(model, train_set, criterion, validate, run, mode="min", freq_aug=freq_aug)
     run.log(f"best dev EER {record['selection']:.3f} % at epoch {record['best_epoch']}: scoring eval with it")
-    return {"dev": record, **run_evaluation(model, run)}
+    return {"dev": record, **run_evaluation(model, run, dses)}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -704,10 +702,11 @@ def train_ser(run: Run) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     config = load_config(args)
-    info = init_distributed(args.device)
     try:
-        if info.device.type == "cpu" and args.device is None:
-            warnings.warn("CUDA is not available: running on the CPU (slow for training)", stacklevel=1)
+        info = init_distributed(args.device)
+    except RuntimeError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    try:
         if "demo" in config:  # the embedded demo: build its small synthetic corpus on first run
             from demo import ensure_demo_corpus
 
@@ -731,7 +730,7 @@ def main(argv=None) -> int:
 
         if args.eval:
             model = load_model_for_scoring(config, args.eval_model_weights, info.device)
-            metrics = run_evaluation(model, run)
+            metrics = run_evaluation(model, run, dses_trials(run))
         elif config["model_config"].get("architecture") == "ACRNN":
             metrics = train_ser(run)
         else:
