@@ -20,8 +20,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from download_utils import DEFAULT_KAGGLE_API as _DEFAULT_KAGGLE_API
-from download_utils import (
+from antispoof.download import DEFAULT_KAGGLE_API as _DEFAULT_KAGGLE_API
+from antispoof.download import (
     GDRIVE_URL_ENV,
     KAGGLE_API_ENV,
     MIRROR_ENV,
@@ -69,10 +69,10 @@ def _describe(report) -> str:
 def check_la_layout(database_path: Path, log: Callable[[str], None] = print):
     """Run data_utils' ASVspoof 2019 LA layout check (protocols present, every entry has its flac)."""
     try:
-        from data_utils import check_asvspoof_layout
+        from antispoof.data import check_asvspoof_layout
     except ImportError as exc:
         raise DownloadError(
-            f"{database_path}: cannot check the layout: data_utils.check_asvspoof_layout ({exc})"
+            f"{database_path}: cannot check the layout: antispoof.data.check_asvspoof_layout ({exc})"
         ) from exc
     try:
         report = check_asvspoof_layout(database_path)
@@ -85,10 +85,10 @@ def check_la_layout(database_path: Path, log: Callable[[str], None] = print):
 def build_dses_protocol(root: Path, log: Callable[[str], None] = print) -> Path:
     """Scan the DSES folder with data_utils and write its protocol (with the emotion column) inside it."""
     try:
-        from data_utils import scan_dses, write_dses_protocol
+        from antispoof.data import scan_dses, write_dses_protocol
     except ImportError as exc:
         raise DownloadError(
-            f"{root}: cannot scan DSES: data_utils.scan_dses/write_dses_protocol ({exc})"
+            f"{root}: cannot scan DSES: antispoof.data.scan_dses/write_dses_protocol ({exc})"
         ) from exc
     try:
         entries, report = scan_dses(root)

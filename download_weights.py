@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from download_utils import (
+from antispoof.download import (
     GDRIVE_URL_ENV,
     MIRROR_ENV,
     DownloadError,

@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fileio import write_text_atomically
+from antispoof.fileio import write_text_atomically
 
 VALID_CM_KEYS = ("bonafide", "spoof")
 VALID_ASV_KEYS = ("target", "nontarget", "spoof")

@@ -23,11 +23,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from data_utils import NB_SAMP, ScoringDataset, collate_scoring, find_audio_files
-from distributed import resolve_device
-from fileio import write_text_atomically
+from antispoof.data import NB_SAMP, ScoringDataset, collate_scoring, find_audio_files
+from antispoof.fileio import write_text_atomically
+from antispoof.training.distributed import resolve_device
+from antispoof.training.utils import autocast_context
 from models import ConfigError, WeightLoadError, build_model, load_weights
-from training_utils import autocast_context
 
 
 def pick_device(requested: str | None = None) -> torch.device:

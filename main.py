@@ -27,7 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 import evaluation
-from data_utils import (
+from antispoof.data import (
     EMOTIONS,
     NB_SAMP,
     ProtocolError,
@@ -38,7 +38,8 @@ from data_utils import (
     scan_dses,
     write_dses_protocol,
 )
-from distributed import (
+from antispoof.fileio import write_text_atomically
+from antispoof.training.distributed import (
     DistInfo,
     all_gather_objects,
     all_reduce_mean,
@@ -52,10 +53,7 @@ from distributed import (
     unwrap_model,
     wrap_model,
 )
-from fileio import write_text_atomically
-from inference import load_model_for_scoring, predict_logits, read_config
-from models import ConfigError, WeightLoadError, build_model, load_weights
-from training_utils import (
+from antispoof.training.utils import (
     CheckpointError,
     EarlyStopping,
     autocast_context,
@@ -75,6 +73,8 @@ from training_utils import (
     top_k_average,
     update_bn_waveforms,
 )
+from inference import load_model_for_scoring, predict_logits, read_config
+from models import ConfigError, WeightLoadError, build_model, load_weights
 
 ASV_SCORES_DIR = "ASVspoof2019_LA_asv_scores"
 ASV_DEV_SCORES = "ASVspoof2019.LA.asv.dev.gi.trl.scores.txt"
@@ -354,7 +354,7 @@ def make_augment(config: dict):
     """Waveform augmentation from the config (RawBoost), applied per training crop."""
     if not config.get("rawboost"):
         return None
-    from rawboost import make_rawboost
+    from antispoof.augment.rawboost import make_rawboost
 
     return make_rawboost(config["rawboost"])
 
@@ -708,7 +708,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"error: {exc}") from None
     try:
         if "demo" in config:  # the embedded demo: build its small synthetic corpus on first run
-            from demo import ensure_demo_corpus
+            from antispoof.demo import ensure_demo_corpus
 
             if info.is_main:
                 ensure_demo_corpus(config)

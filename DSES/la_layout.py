@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from antispoof.fileio import write_text_atomically
 from DSES.synthesize import MANIFEST_NAME, read_manifest
-from fileio import write_text_atomically
 
 SPLITS = ("train", "dev", "eval")
 PROTOCOL_NAMES = {

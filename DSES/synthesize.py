@@ -42,12 +42,9 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-if __package__ in (None, ""):  # run as `python DSES/synthesize.py`: make `import DSES` work
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from DSES.backends import EMOTIONS, Backend, get_backend, normalize_emotion  # noqa: E402
-from DSES.backends.base import check_name, seed_everything, stable_seed, to_mono_float32  # noqa: E402
-from fileio import atomic_open  # noqa: E402
+from antispoof.fileio import atomic_open
+from DSES.backends import EMOTIONS, Backend, get_backend, normalize_emotion
+from DSES.backends.base import check_name, seed_everything, stable_seed, to_mono_float32
 
 SAMPLE_RATE = 16000
 MANIFEST_NAME = "manifest.csv"

@@ -31,23 +31,20 @@ import time
 import warnings
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import numpy as np
+import soundfile as sf
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
 
-import numpy as np  # noqa: E402
-import soundfile as sf  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
-
-from data_utils import NB_SAMP, ScoringDataset, TrainDataset, Trial, collate_scoring  # noqa: E402
-from models import build_model  # noqa: E402
-from models.AASIST import set_fast_inference  # noqa: E402
-from training_utils import autocast_context, make_grad_scaler, optimizer_step  # noqa: E402
+from antispoof.data import NB_SAMP, ScoringDataset, TrainDataset, Trial, collate_scoring
+from antispoof.training.utils import autocast_context, make_grad_scaler, optimizer_step
+from models import build_model
+from models.AASIST import set_fast_inference
 
 SAMPLE_RATE = 16_000
 CLASS_WEIGHTS = (0.1, 0.9)  # main.py's weighted cross-entropy (spoof, bona fide)
+REPO = Path(__file__).resolve().parents[1]
 MODEL_CONFIGS = {
     "AASIST": "config/AASIST.conf",
     "AASIST-L": "config/AASIST-L.conf",

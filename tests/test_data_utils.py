@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 from conftest import shared_path
 
-import data_utils as du
+import antispoof.data as du
 
 
 def tone(seconds: float, sr: int, freq: float = 440.0, channels: int = 1) -> np.ndarray:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-import demo
-from data_utils import EMOTIONS, asvspoof_trials, check_asvspoof_layout, scan_dses
+import antispoof.demo as demo
+from antispoof.data import EMOTIONS, asvspoof_trials, check_asvspoof_layout, scan_dses
 
 REPO = Path(__file__).resolve().parents[1]
 # cheap vocoder settings: two distinct spoof systems in a few seconds (the demo's own are slower)

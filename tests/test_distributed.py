@@ -14,7 +14,7 @@ from corpus import voice
 from test_training_utils import TinyDetector
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-import distributed as dd
+import antispoof.training.distributed as dd
 from inference import predict_logits
 from models import load_weights
 

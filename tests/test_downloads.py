@@ -27,10 +27,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+import antispoof.download as download_utils
 import download_dataset
-import download_utils
 import download_weights
-from download_utils import DownloadError, Source, UnsafeArchiveError, download, safe_extract
+from antispoof.download import DownloadError, Source, UnsafeArchiveError, download, safe_extract
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FAST = dict(retries=3, backoff=0.001, progress=False)  # tiny backoff keeps the retry tests quick

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rawboost import ALGORITHMS, DEFAULTS, RawBoost, fir_filter, make_rawboost, rawboost
+from antispoof.augment.rawboost import ALGORITHMS, DEFAULTS, RawBoost, fir_filter, make_rawboost, rawboost
 
 SR = 16000
 

@@ -17,7 +17,7 @@ from torch import nn
 from torch.optim.swa_utils import update_bn
 from torch.utils.data import DataLoader, TensorDataset
 
-import training_utils as tu
+import antispoof.training.utils as tu
 from inference import predict_logits
 from models import build_model, freeze, keep_frozen_in_eval, load_weights
 from models.AASIST import set_fast_inference

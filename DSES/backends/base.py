@@ -13,8 +13,8 @@ import zlib
 
 import numpy as np
 
-from emotions import EMOTIONS
-from emotions import normalize_emotion as emotion_or_none
+from antispoof.emotions import EMOTIONS
+from antispoof.emotions import normalize_emotion as emotion_or_none
 
 
 def normalize_emotion(label: str) -> str:

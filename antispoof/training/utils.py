@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from fileio import atomic_open
+from antispoof.fileio import atomic_open
 from models import load_state_dict, strip_prefix
 
 # ---------------------------------------------------------------------------------------------------------------

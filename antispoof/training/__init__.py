@@ -1,0 +1,1 @@
+"""Training: the Trainer, checkpoints, averaging, mixed precision and torchrun DDP helpers."""
