@@ -27,6 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 import evaluation
+from antispoof.config import read_config
 from antispoof.data import (
     EMOTIONS,
     NB_SAMP,
@@ -39,6 +40,8 @@ from antispoof.data import (
     write_dses_protocol,
 )
 from antispoof.fileio import write_text_atomically
+from antispoof.runtime import autocast_context, check_precision, make_grad_scaler
+from antispoof.scoring import load_model_for_scoring, predict_logits
 from antispoof.training.distributed import (
     DistInfo,
     all_gather_objects,
@@ -56,13 +59,10 @@ from antispoof.training.distributed import (
 from antispoof.training.utils import (
     CheckpointError,
     EarlyStopping,
-    autocast_context,
     capture_rng_state,
-    check_precision,
     epoch_checkpoint_path,
     epoch_checkpoints_newest_first,
     load_latest_good_checkpoint,
-    make_grad_scaler,
     make_swa_model,
     optimizer_step,
     prune_epoch_checkpoints,
@@ -73,7 +73,6 @@ from antispoof.training.utils import (
     top_k_average,
     update_bn_waveforms,
 )
-from inference import load_model_for_scoring, predict_logits, read_config
 from models import ConfigError, WeightLoadError, build_model, load_weights
 
 ASV_SCORES_DIR = "ASVspoof2019_LA_asv_scores"

@@ -14,6 +14,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from antispoof.errors import first_line
+
 SAMPLE_RATE = 16_000
 NB_SAMP = 64_600  # 4.04 s, as in AASIST
 AUDIO_EXTENSIONS = (".flac", ".wav", ".ogg")
@@ -30,7 +32,7 @@ def load_audio(path: str | os.PathLike, target_sr: int = SAMPLE_RATE) -> np.ndar
     except (
         Exception
     ) as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError... depending on version
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise AudioError(f"{path}: cannot read audio ({reason})") from None
     if audio.shape[0] == 0:
         raise AudioError(f"{path}: empty audio (0 samples)")

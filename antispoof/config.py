@@ -19,3 +19,11 @@ def read_json_config(path: str | os.PathLike) -> dict:
     if not isinstance(config, dict):
         raise SystemExit(f"error: {path}: a config is a JSON object, not {type(config).__name__}")
     return config
+
+
+def read_config(path: str | os.PathLike) -> dict:
+    """An experiment config: a JSON object with a ``model_config``."""
+    config = read_json_config(path)
+    if "model_config" not in config:
+        raise SystemExit(f"error: {path}: config has no 'model_config'")
+    return config

@@ -38,7 +38,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from antispoof.data import NB_SAMP, ScoringDataset, TrainDataset, Trial, collate_scoring
-from antispoof.training.utils import autocast_context, make_grad_scaler, optimizer_step
+from antispoof.runtime import autocast_context, make_grad_scaler
+from antispoof.training.utils import optimizer_step
 from models import build_model
 from models.AASIST import set_fast_inference
 

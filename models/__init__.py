@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from antispoof.errors import first_line
+
 MODELS_DIR = Path(__file__).resolve().parent
 WEIGHTS_REGISTRY = MODELS_DIR / "weights_registry.json"
 
@@ -81,8 +83,7 @@ def load_state_dict(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # corrupt, truncated, or pickles arbitrary objects
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightLoadError(f"{path}: cannot be loaded as a safe state dict ({first_line})") from exc
+        raise WeightLoadError(f"{path}: cannot be loaded as a safe state dict ({first_line(exc)})") from exc
     # checkpoints written by main.py wrap the weights with training state
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
+from antispoof.errors import first_line
 from models import ConfigError, WeightLoadError, check_state_dict_fits, download_hint, freeze, load_weights
 
 # ------------------------------------------------------------------------------------------------------------
@@ -358,7 +359,7 @@ def load_checkpoint_file(path: str | Path, trust_pickle: bool = False):
     except Exception as exc:  # weights_only refuses pickled classes; the file may also be corrupt
         offending = _unsupported_global(exc)
         if not offending:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise WeightLoadError(f"{path}: cannot be read as a PyTorch checkpoint ({first})") from exc
         if not trust_pickle:
             what = {

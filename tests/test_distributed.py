@@ -15,7 +15,7 @@ from test_training_utils import TinyDetector
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 import antispoof.training.distributed as dd
-from inference import predict_logits
+from antispoof.scoring import predict_logits
 from models import load_weights
 
 WORLD_SIZE = 2

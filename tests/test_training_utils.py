@@ -17,8 +17,9 @@ from torch import nn
 from torch.optim.swa_utils import update_bn
 from torch.utils.data import DataLoader, TensorDataset
 
+import antispoof.runtime as runtime
 import antispoof.training.utils as tu
-from inference import predict_logits
+from antispoof.scoring import predict_logits
 from models import build_model, freeze, keep_frozen_in_eval, load_weights
 from models.AASIST import set_fast_inference
 
@@ -87,34 +88,34 @@ def audio_files(tmp_path_factory):
 # mixed precision
 # ---------------------------------------------------------------------------------------------------------------
 def test_precision_names_are_checked():
-    assert tu.check_precision(None, "cpu") == "fp32"
-    assert tu.check_precision("BFloat16", "cpu") == "bf16"
+    assert runtime.check_precision(None, "cpu") == "fp32"
+    assert runtime.check_precision("BFloat16", "cpu") == "bf16"
     with pytest.raises(ValueError, match="not one of fp32, bf16, fp16"):
-        tu.check_precision("fp8", "cpu")
+        runtime.check_precision("fp8", "cpu")
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
-        tu.autocast_context("cpu", "fp16")
+        runtime.autocast_context("cpu", "fp16")
 
 
 def test_autocast_context_sets_the_compute_dtype_and_fp32_is_untouched():
     layer = nn.Linear(4, 3)
     x = torch.randn(2, 4)
-    with tu.autocast_context("cpu", "fp32"):
+    with runtime.autocast_context("cpu", "fp32"):
         assert layer(x).dtype == torch.float32
         assert not torch.is_autocast_enabled("cpu")
-    with tu.autocast_context(torch.device("cpu"), "bf16"):
+    with runtime.autocast_context(torch.device("cpu"), "bf16"):
         assert layer(x).dtype == torch.bfloat16
 
 
 def test_grad_scaler_is_a_pass_through_off_cuda_fp16():
     """A disabled scaler makes optimizer_step an ordinary Adam step (the CPU path and the fp32/bf16 CUDA path)."""
     for precision in ("fp32", "bf16"):
-        assert not tu.make_grad_scaler(precision, "cpu").is_enabled()
+        assert not runtime.make_grad_scaler(precision, "cpu").is_enabled()
     torch.manual_seed(0)
     model, reference = nn.Linear(4, 2), nn.Linear(4, 2)
     reference.load_state_dict(model.state_dict())
     x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
     opt, ref_opt = torch.optim.Adam(model.parameters(), 1e-2), torch.optim.Adam(reference.parameters(), 1e-2)
-    tu.optimizer_step(nn.functional.cross_entropy(model(x), y), opt, tu.make_grad_scaler("fp32", "cpu"))
+    tu.optimizer_step(nn.functional.cross_entropy(model(x), y), opt, runtime.make_grad_scaler("fp32", "cpu"))
     ref_opt.zero_grad()
     nn.functional.cross_entropy(reference(x), y).backward()
     ref_opt.step()
@@ -127,7 +128,7 @@ def test_optimizer_step_clips_gradients():
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     before = model.weight.detach().clone()
     loss = (model(torch.full((1, 4), 100.0)) ** 2).sum()
-    tu.optimizer_step(loss, opt, tu.make_grad_scaler("fp32", "cpu"), max_grad_norm=0.5)
+    tu.optimizer_step(loss, opt, runtime.make_grad_scaler("fp32", "cpu"), max_grad_norm=0.5)
     assert torch.linalg.norm(model.weight - before).item() == pytest.approx(0.5, rel=1e-5)
 
 
@@ -138,17 +139,17 @@ def test_aasist_trains_and_scores_under_bf16_autocast():
     x, y = torch.randn(2, 8000) * 0.1, torch.tensor([0, 1])
     optimizer = torch.optim.Adam(model.parameters(), 1e-4)
     model.train()
-    with tu.autocast_context("cpu", "bf16"):
+    with runtime.autocast_context("cpu", "bf16"):
         _, logits = model(x)
     assert logits.dtype == torch.bfloat16
     loss = nn.functional.cross_entropy(logits.float(), y)
-    tu.optimizer_step(loss, optimizer, tu.make_grad_scaler("bf16", "cpu"))
+    tu.optimizer_step(loss, optimizer, runtime.make_grad_scaler("bf16", "cpu"))
     assert all(torch.isfinite(p).all() for p in model.parameters())
     model.eval()
     set_fast_inference(model, False)  # AASIST's chunked CPU inference path is float32-only
     with torch.no_grad():
         _, fp32 = model(x)
-        with tu.autocast_context("cpu", "bf16"):
+        with runtime.autocast_context("cpu", "bf16"):
             _, bf16 = model(x)
     assert fp32.dtype == torch.float32
     torch.testing.assert_close(bf16.float(), fp32, atol=0.1, rtol=0.1)

@@ -19,7 +19,6 @@ BatchNorm statistics differ until rank 0's are broadcast.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,6 +27,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler
+
+from antispoof.runtime import resolve_device
 
 
 @dataclass(frozen=True)
@@ -58,20 +59,6 @@ def _env_int(name: str, default: int) -> int:
         raise RuntimeError(
             f"environment variable {name}={value!r} is not an integer (set by torchrun)"
         ) from None
-
-
-def resolve_device(requested: str | torch.device | None = None) -> torch.device:
-    """``requested`` if given (an error if it names CUDA and there is none); else CUDA when present, else the CPU
-    with a warning (training on a CPU is slow, and a user who expected a GPU should hear of it)."""
-    if requested is not None:
-        device = torch.device(requested)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"device {requested} asked for, but CUDA is not available here")
-        return device
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    warnings.warn("CUDA is not available: running on the CPU (slow for training)", stacklevel=2)
-    return torch.device("cpu")
 
 
 def init_distributed(device: str | torch.device | None = None, backend: str | None = None) -> DistInfo:

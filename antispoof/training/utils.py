@@ -14,7 +14,6 @@ Scores leave the model in float32: the scoring loop calls ``logits.float()``.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import random
@@ -27,60 +26,15 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
+from antispoof.errors import first_line
 from antispoof.fileio import atomic_open
+from antispoof.runtime import autocast_context
 from models import load_state_dict, strip_prefix
 
+
 # ---------------------------------------------------------------------------------------------------------------
-# mixed precision
+# the optimiser step (mixed precision aware)
 # ---------------------------------------------------------------------------------------------------------------
-PRECISIONS = ("fp32", "bf16", "fp16")
-_PRECISION_ALIASES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "half": "fp16"}
-_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def _canonical_precision(precision: str | None, device: torch.device | str) -> str:
-    name = str(precision or "fp32").lower()
-    name = _PRECISION_ALIASES.get(name, name)
-    if name not in PRECISIONS:
-        raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-    device_type = torch.device(device).type
-    if name == "fp16" and device_type != "cuda":
-        raise ValueError(f"precision fp16 needs a CUDA device (got {device_type}); use bf16 or fp32")
-    return name
-
-
-def check_precision(precision: str | None, device: torch.device | str) -> str:
-    """The canonical precision name (None: fp32); an error for an unknown one or for fp16 off CUDA (it needs a
-    GradScaler); a warning for bf16 on a GPU without native bf16. Call once, when reading the config."""
-    name = _canonical_precision(precision, device)
-    device = torch.device(device)
-    if (
-        name == "bf16"
-        and device.type == "cuda"
-        and not torch.cuda.is_bf16_supported(including_emulation=False)
-    ):
-        warnings.warn("this GPU has no native bf16: autocast emulates it (slow); consider fp16", stacklevel=2)
-    return name
-
-
-def autocast_context(device: torch.device | str, precision: str | None = "fp32"):
-    """``torch.autocast`` for bf16 (CUDA or CPU) or fp16 (CUDA); a no-op context for fp32."""
-    name = _canonical_precision(precision, device)
-    if name == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=torch.device(device).type, dtype=_AUTOCAST_DTYPES[name])
-
-
-def make_grad_scaler(precision: str | None, device: torch.device | str) -> torch.amp.GradScaler:
-    """A ``GradScaler`` that scales only for fp16 on CUDA; otherwise disabled (``scale``/``step`` pass through).
-
-    Its ``state_dict`` goes into the resume checkpoint (an empty dict when disabled).
-    """
-    name = check_precision(precision, device)
-    device_type = torch.device(device).type
-    return torch.amp.GradScaler(device_type, enabled=name == "fp16" and device_type == "cuda")
-
-
 def optimizer_step(
     loss: torch.Tensor,
     optimizer: torch.optim.Optimizer,
@@ -270,7 +224,7 @@ def load_latest_good_checkpoint(
         try:
             obj = torch.load(path, map_location=map_location, weights_only=True)
         except Exception as exc:  # truncated zip, bad pickle, disallowed globals ...
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = first_line(exc)
             warnings.warn(f"{path}: unreadable checkpoint ({reason}); trying the previous one", stacklevel=2)
             bad.append(f"{path} ({reason})")
             continue

@@ -1,0 +1,93 @@
+"""Where and how a run computes: the device, the random seeds, and mixed precision.
+
+Mixed precision (``precision`` in the config: "fp32" default, "bf16", "fp16")::
+
+    scaler = make_grad_scaler(precision, device)           # a disabled pass-through unless fp16 on CUDA
+    with autocast_context(device, precision):
+        _, logits = model(waves)
+    loss = criterion(logits.float(), labels)
+
+Scores leave the model in float32: the scoring loop calls ``logits.float()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import warnings
+
+import numpy as np
+import torch
+
+
+def resolve_device(requested: str | torch.device | None = None) -> torch.device:
+    """``requested`` if given (an error if it names CUDA and there is none); else CUDA when present, else the CPU
+    with a warning (training on a CPU is slow, and a user who expected a GPU should hear of it)."""
+    if requested is not None:
+        device = torch.device(requested)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"device {requested} asked for, but CUDA is not available here")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    warnings.warn("CUDA is not available: running on the CPU (slow for training)", stacklevel=2)
+    return torch.device("cpu")
+
+
+def set_seed(seed: int, cudnn_deterministic: bool = True, cudnn_benchmark: bool = False) -> None:
+    """Seed every generator; cuDNN as asked (CPU runs repeat exactly for a fixed seed)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+        torch.backends.cudnn.deterministic = cudnn_deterministic
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+_PRECISION_ALIASES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "half": "fp16"}
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _canonical_precision(precision: str | None, device: torch.device | str) -> str:
+    name = str(precision or "fp32").lower()
+    name = _PRECISION_ALIASES.get(name, name)
+    if name not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    device_type = torch.device(device).type
+    if name == "fp16" and device_type != "cuda":
+        raise ValueError(f"precision fp16 needs a CUDA device (got {device_type}); use bf16 or fp32")
+    return name
+
+
+def check_precision(precision: str | None, device: torch.device | str) -> str:
+    """The canonical precision name (None: fp32); an error for an unknown one or for fp16 off CUDA (it needs a
+    GradScaler); a warning for bf16 on a GPU without native bf16. Call once, when reading the config."""
+    name = _canonical_precision(precision, device)
+    device = torch.device(device)
+    if (
+        name == "bf16"
+        and device.type == "cuda"
+        and not torch.cuda.is_bf16_supported(including_emulation=False)
+    ):
+        warnings.warn("this GPU has no native bf16: autocast emulates it (slow); consider fp16", stacklevel=2)
+    return name
+
+
+def autocast_context(device: torch.device | str, precision: str | None = "fp32"):
+    """``torch.autocast`` for bf16 (CUDA or CPU) or fp16 (CUDA); a no-op context for fp32."""
+    name = _canonical_precision(precision, device)
+    if name == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=_AUTOCAST_DTYPES[name])
+
+
+def make_grad_scaler(precision: str | None, device: torch.device | str) -> torch.amp.GradScaler:
+    """A ``GradScaler`` that scales only for fp16 on CUDA; otherwise disabled (``scale``/``step`` pass through).
+
+    Its ``state_dict`` goes into the resume checkpoint (an empty dict when disabled).
+    """
+    name = check_precision(precision, device)
+    device_type = torch.device(device).type
+    return torch.amp.GradScaler(device_type, enabled=name == "fp16" and device_type == "cuda")
