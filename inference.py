@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from antispoof.audio import NB_SAMP, find_audio_files
+from antispoof.audio import find_audio_files
 from antispoof.config import read_config
 from antispoof.fileio import write_text_atomically
 from antispoof.runtime import resolve_device
@@ -51,15 +51,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         device = resolve_device(args.device)
     except RuntimeError as exc:
         raise SystemExit(f"error: --device: {exc}") from None
-    model = load_model_for_scoring(config, args.eval_model_weights, device)
+    model = load_model_for_scoring(config.model_config, args.eval_model_weights or config.model_path, device)
     errors: list[tuple[int, str]] = []
     scores = predict_logits(
         model,
         paths,
-        nb_samp=config["model_config"].get("nb_samp", NB_SAMP),
-        batch_size=args.batch_size or config.get("batch_size", 8),
+        nb_samp=config.nb_samp,
+        batch_size=args.batch_size or config.scoring_batch_size,
         device=device,
-        num_workers=args.num_workers if args.num_workers is not None else config.get("num_workers", 0),
+        num_workers=args.num_workers if args.num_workers is not None else config.num_workers,
         skip_unreadable=True,
         desc=f"scoring {test_dir}",
         errors=errors,

@@ -508,9 +508,28 @@ def synthesize_corpus(
     elif backend_options:
         raise ValueError("backend_options are for a back-end given by name")
     system = check_name("system", system or backend.system)
-    lines = as_text_lines(texts)
-
     reference_root = Path(reference_audio) if reference_audio is not None else None
+    jobs = _plan_jobs(backend, as_text_lines(texts), reference_root, speakers, emotions, per_line_emotion)
+
+    system_dir = Path(out_dir) / system
+    system_dir.mkdir(parents=True, exist_ok=True)
+    report = SynthesisReport(system_dir, system_dir / MANIFEST_NAME, planned=len(jobs))
+    rows, todo = _resume(system_dir, jobs, system, backend, seed, report)
+    seconds = reference_seconds or DEFAULT_REFERENCE_SECONDS.get(backend.name, 10.0)
+    speaker_references = {}
+    if backend.reference == "speaker":
+        for speaker in sorted({job.speaker for job in todo}):
+            speaker_references[speaker] = speaker_reference_audio(reference_root, speaker, seconds)
+    try:
+        _render_all(todo, backend, system, seed, speaker_references, rows, report, progress)
+    finally:
+        _write_results(report, rows)
+        report.seconds = time.monotonic() - started
+    return report
+
+
+def _plan_jobs(backend, lines, reference_root, speakers, emotions, per_line_emotion) -> list[Job]:
+    """What to render: every reference utterance (copy synthesis) or every text x speaker x emotion."""
     if backend.reference == "utterance":
         if reference_root is None:
             raise ValueError(f"the '{backend.name}' back-end copies bona fide audio: give reference_audio")
@@ -535,61 +554,63 @@ def synthesize_corpus(
     for job in jobs:
         check_name("speaker", job.speaker)
         check_name("utterance id", job.id)
+    return jobs
 
-    system_dir = Path(out_dir) / system
-    system_dir.mkdir(parents=True, exist_ok=True)
-    manifest_path = system_dir / MANIFEST_NAME
-    report = SynthesisReport(system_dir, manifest_path, planned=len(jobs))
 
+def _resume(
+    system_dir: Path, jobs, system: str, backend, seed: int, report
+) -> tuple[dict[str, dict], list[Job]]:
+    """The manifest rows of files already made (kept) and the jobs still to do; the manifest is rewritten."""
     for stale in system_dir.glob(f"*/*/*{PARTIAL_SUFFIX}"):  # left by a run killed mid-write
         stale.unlink()
     on_disk = _files_on_disk(system_dir)
     rows: dict[str, dict] = {}
-    if manifest_path.is_file():
-        rows = {row["path"]: row for row in read_manifest(manifest_path) if row["path"] in on_disk}
+    if report.manifest_path.is_file():
+        rows = {row["path"]: row for row in read_manifest(report.manifest_path) if row["path"] in on_disk}
     todo: list[Job] = []
     planned_paths: set[str] = set()
     for job in jobs:
         if job.relative_path in planned_paths:
             continue
         planned_paths.add(job.relative_path)
-        if job.relative_path in on_disk:
-            report.skipped += 1
-            if job.relative_path not in rows:
-                item_seed = stable_seed(seed, job.speaker, job.emotion, job.id)
-                rows[job.relative_path] = _existing_row(system_dir, job, system, backend, item_seed)
-        else:
+        if job.relative_path not in on_disk:
             todo.append(job)
+            continue
+        report.skipped += 1
+        if job.relative_path not in rows:
+            item_seed = stable_seed(seed, job.speaker, job.emotion, job.id)
+            rows[job.relative_path] = _existing_row(system_dir, job, system, backend, item_seed)
     for relative in on_disk - set(rows):
         rows[relative] = _orphan_row(system_dir, relative, system)
     report.planned = len(planned_paths)
-    write_manifest_atomic(manifest_path, rows.values())
+    write_manifest_atomic(report.manifest_path, rows.values())
+    return rows, todo
 
-    speaker_references: dict[str, np.ndarray] = {}
-    seconds = reference_seconds or DEFAULT_REFERENCE_SECONDS.get(backend.name, 10.0)
-    if backend.reference == "speaker":
-        for speaker in sorted({job.speaker for job in todo}):
-            speaker_references[speaker] = speaker_reference_audio(reference_root, speaker, seconds)
 
+def _render_one(
+    job: Job, backend, system: str, seed: int, speaker_references: dict, system_dir: Path
+) -> dict:
+    item_seed = stable_seed(seed, job.speaker, job.emotion, job.id)
+    if job.reference_path is not None:
+        reference = load_audio_16k(job.reference_path)
+    else:
+        reference = speaker_references.get(job.speaker)
+    seed_everything(item_seed)
+    audio = backend.synthesize(job.text, job.speaker, job.emotion, reference_audio=reference, seed=item_seed)
+    audio = resample_to_16k(to_mono_float32(audio, f"{backend.name} output"), backend.sample_rate)
+    row = _row(job, system, backend, item_seed, audio.size / SAMPLE_RATE)  # before the file exists
+    write_flac_atomic(system_dir / job.relative_path, audio)
+    return row
+
+
+def _render_all(todo, backend, system, seed, speaker_references, rows, report, progress) -> None:
+    """Render each job; one failure is recorded and the run goes on; the manifest is saved now and then."""
     last_write = time.monotonic()
     bar = _progress_bar(len(todo), f"{system}", progress)
     try:
         for job in todo:
-            item_seed = stable_seed(seed, job.speaker, job.emotion, job.id)
             try:
-                if job.reference_path is not None:
-                    reference = load_audio_16k(job.reference_path)
-                else:
-                    reference = speaker_references.get(job.speaker)
-                seed_everything(item_seed)
-                audio = backend.synthesize(
-                    job.text, job.speaker, job.emotion, reference_audio=reference, seed=item_seed
-                )
-                audio = resample_to_16k(to_mono_float32(audio, f"{backend.name} output"), backend.sample_rate)
-                row = _row(
-                    job, system, backend, item_seed, audio.size / SAMPLE_RATE
-                )  # before the file exists
-                write_flac_atomic(system_dir / job.relative_path, audio)
+                row = _render_one(job, backend, system, seed, speaker_references, report.system_dir)
             except Exception as error:  # one bad sentence must not end a long run
                 report.failed.append((job.relative_path, f"{type(error).__name__}: {error}"))
             else:
@@ -597,18 +618,19 @@ def synthesize_corpus(
                 report.made += 1
             bar.update(1)
             if time.monotonic() - last_write > MANIFEST_WRITE_INTERVAL_S:
-                write_manifest_atomic(manifest_path, rows.values())
+                write_manifest_atomic(report.manifest_path, rows.values())
                 last_write = time.monotonic()
     finally:
         bar.close()
-        write_manifest_atomic(manifest_path, rows.values())
-        failures_path = system_dir / "failures.txt"
-        if report.failed:
-            failures_path.write_text("".join(f"{path}\t{message}\n" for path, message in report.failed))
-        elif failures_path.exists():
-            failures_path.unlink()
-        report.seconds = time.monotonic() - started
-    return report
+
+
+def _write_results(report, rows: dict) -> None:
+    write_manifest_atomic(report.manifest_path, rows.values())
+    failures_path = report.system_dir / "failures.txt"
+    if report.failed:
+        failures_path.write_text("".join(f"{path}\t{message}\n" for path, message in report.failed))
+    elif failures_path.exists():
+        failures_path.unlink()
 
 
 class _NoBar:

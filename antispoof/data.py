@@ -77,7 +77,11 @@ __all__ = [
 
 
 class TrainDataset(Dataset):
-    """Random ``nb_samp`` crops (tile-padded when short) with their labels; optional waveform augmentation.
+    """``nb_samp`` crops (tile-padded when short) with their labels; optional waveform augmentation.
+
+    ``crop`` "random" takes a random crop each epoch (AASIST); "first" the first ``nb_samp`` samples
+    (SSL_Anti-spoofing and AMSDF). ``augment_on`` "crop" boosts the crop; "utterance" boosts the whole file
+    before cutting (SSL_Anti-spoofing's ``data_utils_SSL.py``).
 
     Randomness comes from a per-item generator seeded by (seed, epoch, index), so runs repeat exactly whatever
     the number of DataLoader workers; call ``set_epoch`` once per epoch.
@@ -90,7 +94,14 @@ class TrainDataset(Dataset):
         seed: int = 0,
         augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
         label_of: Callable[[Trial], int] | None = None,
+        crop: str = "random",
+        augment_on: str = "crop",
     ):
+        if crop not in ("random", "first") or augment_on not in ("crop", "utterance"):
+            raise ValueError(
+                f"crop must be random|first and augment_on crop|utterance, got {crop!r}, {augment_on!r}"
+            )
+        self.crop, self.augment_on = crop, augment_on
         self.trials = list(trials)
         self.nb_samp = nb_samp
         self.seed = seed
@@ -107,8 +118,11 @@ class TrainDataset(Dataset):
     def __getitem__(self, index: int):
         trial = self.trials[index]
         rng = np.random.default_rng((self.seed, self.epoch, index))
-        x = crop_or_pad(load_audio(trial.path), self.nb_samp, rng)
-        if self.augment is not None:
+        x = load_audio(trial.path)
+        if self.augment is not None and self.augment_on == "utterance":  # SSL_Anti-spoofing: boost, then cut
+            x = np.asarray(self.augment(x, rng), dtype=np.float32)
+        x = crop_or_pad(x, self.nb_samp, rng if self.crop == "random" else None)
+        if self.augment is not None and self.augment_on == "crop":  # AASIST recipe: cut, then boost
             x = np.asarray(self.augment(x, rng), dtype=np.float32)
         return torch.from_numpy(np.ascontiguousarray(x)), self.label_of(trial)
 

@@ -19,11 +19,10 @@ from antispoof.runtime import autocast_context
 from models import ConfigError, WeightLoadError, build_model, load_weights
 
 
-def load_model_for_scoring(config: dict, weights: str | None, device: torch.device) -> nn.Module:
-    """Build the configured model, load ``weights`` (or the config's ``model_path``) strictly, eval mode."""
+def load_model_for_scoring(model_config: dict, weights: str | None, device: torch.device) -> nn.Module:
+    """Build the model of ``model_config``, load ``weights`` strictly, eval mode, on ``device``."""
     try:
-        model = build_model(config["model_config"])
-        weights = weights or config.get("model_path")
+        model = build_model(model_config)
         if not weights:
             raise SystemExit(
                 "error: no weights to score with: set model_path in the config or --eval_model_weights"

@@ -38,13 +38,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from antispoof.data import NB_SAMP, ScoringDataset, TrainDataset, Trial, collate_scoring
-from antispoof.runtime import autocast_context, make_grad_scaler
-from antispoof.training.utils import optimizer_step
+from antispoof.recipes.antispoofing import CLASS_WEIGHTS
+from antispoof.runtime import autocast_context
+from antispoof.training.trainer import TrainStep
 from models import build_model
 from models.AASIST import set_fast_inference
 
 SAMPLE_RATE = 16_000
-CLASS_WEIGHTS = (0.1, 0.9)  # main.py's weighted cross-entropy (spoof, bona fide)
 REPO = Path(__file__).resolve().parents[1]
 MODEL_CONFIGS = {
     "AASIST": "config/AASIST.conf",
@@ -73,7 +73,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--cudnn_benchmark", action="store_true", help="cudnn.benchmark on (the configs keep it off)"
     )
-    p.add_argument("--json", default="bench_train_gpu.json", help="where to write the results")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.add_argument(
         "--cpu-smoke",
         dest="cpu_smoke",
@@ -159,18 +159,12 @@ def loader_kwargs(args, device) -> dict:
 def bench_training(model, trials, args, device, precision, nb_samp) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=1e-5)
-    scaler = make_grad_scaler(precision, device)
     criterion = nn.CrossEntropyLoss(weight=torch.tensor(CLASS_WEIGHTS, device=device))
+    step = TrainStep(model, criterion, optimizer, device, precision)  # the Trainer's own step
     dataset = TrainDataset(trials, nb_samp, seed=0)
     loader = DataLoader(
         dataset, batch_size=args.batch_size, shuffle=True, drop_last=True, **loader_kwargs(args, device)
     )
-
-    def step(waves, labels):
-        with autocast_context(device, precision):
-            _, logits = model(waves)
-        loss = criterion(logits.float(), labels)
-        optimizer_step(loss, optimizer, scaler)
 
     model.train()
     reset_peak(device)
@@ -266,29 +260,58 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def pick_device(args) -> tuple[torch.device, str] | None:
     if torch.cuda.is_available() and not args.cpu_smoke:
-        device = torch.device("cuda")
         torch.backends.cudnn.benchmark = args.cudnn_benchmark
-        card = torch.cuda.get_device_name(device)
-    elif args.cpu_smoke:
-        device, card = torch.device("cpu"), platform.processor() or platform.machine()
+        return torch.device("cuda"), torch.cuda.get_device_name(0)
+    if args.cpu_smoke:
         smoke_settings(args)
         print("CPU smoke run: tiny sizes, the numbers only show that the script works")
-    else:
-        print(
-            "CUDA is not available here: this benchmark measures a GPU. Run it on a CUDA machine, or pass "
-            "--cpu-smoke for a tiny CPU run that checks the script."
-        )
+        return torch.device("cpu"), platform.processor() or platform.machine()
+    print(
+        "CUDA is not available here: this benchmark measures a GPU. Run it on a CUDA machine, or pass "
+        "--cpu-smoke for a tiny CPU run that checks the script."
+    )
+    return None
+
+
+def bench_one(name: str, precision: str, trials, args, device) -> dict:
+    torch.manual_seed(0)
+    model = build(name, device)
+    if device.type == "cpu" and precision != "fp32":
+        # AASIST's chunked CPU inference path (also taken by the frozen AASIST of fusion models while
+        # they train) is float32-only: under CPU autocast use the plain path
+        set_fast_inference(model, False)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    nb_samp = max(args.nb_samp, min_input_samples(model))
+    if nb_samp != args.nb_samp:
+        print(f"  {name} needs at least {nb_samp} samples: its crops are {nb_samp} long")
+    row = {"model": name, "precision": precision, "trainable_parameters": trainable, "nb_samp": nb_samp}
+    row.update(bench_training(model, trials, args, device, precision, nb_samp))
+    row.update(bench_scoring(model, trials, args, device, precision, nb_samp))
+    print(
+        f"  {name} {precision}: train {row['train_utt_per_s']:.1f} utt/s, score {row['score_utt_per_s']:.1f} utt/s",
+        flush=True,
+    )
+    del model
+    reset_peak(device)
+    return row
+
+
+SETTINGS = ("batch_size", "train_steps", "score_batches", "warmup", "num_workers", "files", "nb_samp")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    picked = pick_device(args)
+    if picked is None:
         return 1
+    device, card = picked
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in models if m not in MODEL_CONFIGS]
     if unknown:
         raise SystemExit(f"error: unknown model(s) {unknown}; choose from {', '.join(MODEL_CONFIGS)}")
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
-
-    rows = []
     with tempfile.TemporaryDirectory(prefix="bench_train_gpu_") as folder:
         started = time.perf_counter()
         trials = write_corpus(Path(folder), max(args.files, args.batch_size))
@@ -296,33 +319,7 @@ def main(argv=None) -> int:
             f"{len(trials)} flac files written in {time.perf_counter() - started:.1f} s; device: {card}; "
             f"batch {args.batch_size}, {args.num_workers} DataLoader workers, nb_samp {args.nb_samp}"
         )
-        for name, precision in itertools.product(models, precisions):
-            torch.manual_seed(0)
-            model = build(name, device)
-            if device.type == "cpu" and precision != "fp32":
-                # AASIST's chunked CPU inference path (also taken by the frozen AASIST of fusion models while
-                # they train) is float32-only: under CPU autocast use the plain path
-                set_fast_inference(model, False)
-            trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-            nb_samp = max(args.nb_samp, min_input_samples(model))
-            if nb_samp != args.nb_samp:
-                print(f"  {name} needs at least {nb_samp} samples: its crops are {nb_samp} long")
-            row = {
-                "model": name,
-                "precision": precision,
-                "trainable_parameters": trainable,
-                "nb_samp": nb_samp,
-            }
-            row.update(bench_training(model, trials, args, device, precision, nb_samp))
-            row.update(bench_scoring(model, trials, args, device, precision, nb_samp))
-            rows.append(row)
-            print(
-                f"  {name} {precision}: train {row['train_utt_per_s']:.1f} utt/s, "
-                f"score {row['score_utt_per_s']:.1f} utt/s",
-                flush=True,
-            )
-            del model
-            reset_peak(device)
+        rows = [bench_one(m, p, trials, args, device) for m, p in itertools.product(models, precisions)]
     print()
     print(format_table(rows))
     result = {
@@ -332,23 +329,13 @@ def main(argv=None) -> int:
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if device.type == "cuda" else None,
-        "settings": {
-            k: getattr(args, k)
-            for k in (
-                "batch_size",
-                "train_steps",
-                "score_batches",
-                "warmup",
-                "num_workers",
-                "files",
-                "nb_samp",
-            )
-        },
+        "settings": {k: getattr(args, k) for k in SETTINGS},
         "results": rows,
     }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=2))
-    print(f"\nresults: {args.json}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2))
+        print(f"\nresults: {args.json}")
     return 0
 
 

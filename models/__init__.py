@@ -156,3 +156,13 @@ def keep_frozen_in_eval(model: nn.Module) -> None:
     for module in model.modules():
         if getattr(module, "_frozen", False):
             module.eval()
+
+
+def validate_model_config(model_config: Mapping) -> dict:
+    """A checked copy of ``model_config`` (its architecture must be registered)."""
+    if not isinstance(model_config, Mapping):
+        raise ConfigError(f"model_config must be a JSON object, got {model_config!r}")
+    if "architecture" not in model_config:
+        raise ConfigError("model_config has no 'architecture' key")
+    canonical_architecture(model_config["architecture"])
+    return dict(model_config)

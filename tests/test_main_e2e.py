@@ -254,3 +254,24 @@ def test_ser_config_trains_the_emotion_encoder(trained, tmp_path, capsys):
     assert 0 <= record["history"][0]["val_ua"] <= 100
     # the trained encoder is a ser_path: it loads strictly into a fresh 5-class ACRNN
     models.load_weights(models.build_model(config["model_config"]), exp / "weights" / "best.pth")
+    assert exp.name.startswith("SER_")  # the SER recipe's folder says SER
+
+    # --eval on an emotion-recognition config reports WA, UA and a confusion matrix, never spoofing metrics
+    capsys.readouterr()
+    args = [
+        "--config",
+        str(tmp_path / "ser.conf"),
+        "--output_dir",
+        str(tmp_path),
+        "--device",
+        "cpu",
+        "--eval",
+    ]
+    assert main_cli.main([*args, "--eval_model_weights", str(exp / "weights" / "best.pth")]) == 0
+    out = capsys.readouterr().out
+    assert "SER on held-out speakers: WA" in out and "| true \\ predicted | neutral |" in out
+    assert "EER" not in out and "t-DCF" not in out
+    (evaluated,) = (p for p in tmp_path.iterdir() if p.is_dir() and "_eval_" in p.name)
+    result = json.loads((evaluated / "metrics.json").read_text())["ser"]
+    assert sum(map(sum, result["confusion"])) == 5  # the held-out speaker's ESD files: one per emotion
+    assert 0 <= result["ua_percent"] <= 100 and set(result) >= {"wa_percent", "confusion", "labels"}

@@ -95,7 +95,7 @@ def test_kill_during_epoch_two_then_resume_gives_the_uninterrupted_weights(datab
     finish(run_main("--config", str(config), "--output_dir", "full", cwd=tmp_path))
 
     process = run_main("--config", str(config), "--output_dir", "killed", cwd=tmp_path)
-    first_epoch = tmp_path / "killed" / "LA_tiny_ep3_bs2" / "weights" / "state_epoch000.pth"
+    first_epoch = tmp_path / "killed" / "LA_tiny_bs2" / "weights" / "state_epoch000.pth"
     deadline = time.time() + 300
     while not first_epoch.exists() and time.time() < deadline and process.poll() is None:
         time.sleep(0.05)
@@ -103,20 +103,18 @@ def test_kill_during_epoch_two_then_resume_gives_the_uninterrupted_weights(datab
     # no pause: on a quiet machine a tiny epoch takes well under a second, and the kill must land in epoch 2
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert not (tmp_path / "killed" / "LA_tiny_ep3_bs2" / "weights" / "state_epoch002.pth").exists()
+    assert not (tmp_path / "killed" / "LA_tiny_bs2" / "weights" / "state_epoch002.pth").exists()
 
     out = finish(run_main("--config", str(config), "--output_dir", "killed", "--resume", cwd=tmp_path))
     assert "resumed from" in out
     final = [
-        torch.load(tmp_path / d / "LA_tiny_ep3_bs2" / "weights" / "weights_epoch002.pth", weights_only=True)
+        torch.load(tmp_path / d / "LA_tiny_bs2" / "weights" / "weights_epoch002.pth", weights_only=True)
         for d in ("full", "killed")
     ]
     assert final[0].keys() == final[1].keys()
     for key in final[0]:
         assert torch.equal(final[0][key], final[1][key]), key
-    history = [
-        json.loads(line) for line in (tmp_path / "killed" / "LA_tiny_ep3_bs2" / "history.jsonl").open()
-    ]
+    history = [json.loads(line) for line in (tmp_path / "killed" / "LA_tiny_bs2" / "history.jsonl").open()]
     assert [h["epoch"] for h in history] == [0, 1, 2]
 
 
@@ -124,13 +122,14 @@ def test_a_truncated_checkpoint_falls_back_to_the_previous_one(database, tmp_pat
     config = write_config(tmp_path, database, num_epochs=2)
     args = ["--config", str(config), "--output_dir", str(tmp_path / "exp"), "--device", "cpu"]
     assert main_cli.main(args) == 0
-    weights = tmp_path / "exp" / "LA_tiny_ep2_bs2" / "weights"
+    weights = tmp_path / "exp" / "LA_tiny_bs2" / "weights"
     newest = weights / "state_epoch001.pth"
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
     capsys.readouterr()
     with pytest.warns(UserWarning, match="state_epoch001.pth: unreadable checkpoint"):
         assert main_cli.main([*args, "--resume"]) == 0
-    assert f"resumed from {weights / 'state_epoch000.pth'}: continuing at epoch 1" in capsys.readouterr().out
+    # epochs are counted from 1 on screen: state_epoch000 holds epoch 1, so the run continues at epoch 2
+    assert f"resumed from {weights / 'state_epoch000.pth'}: continuing at epoch 2" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("averaging", [{"method": "swa", "swa_epochs": 2}, {"method": "top_k", "top_k": 2}])

@@ -18,8 +18,8 @@ from torch.optim.swa_utils import update_bn
 from torch.utils.data import DataLoader, TensorDataset
 
 import antispoof.runtime as runtime
-import antispoof.training.utils as tu
 from antispoof.scoring import predict_logits
+from antispoof.training import averaging, checkpoints, early_stopping, optim
 from models import build_model, freeze, keep_frozen_in_eval, load_weights
 from models.AASIST import set_fast_inference
 
@@ -115,7 +115,9 @@ def test_grad_scaler_is_a_pass_through_off_cuda_fp16():
     reference.load_state_dict(model.state_dict())
     x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
     opt, ref_opt = torch.optim.Adam(model.parameters(), 1e-2), torch.optim.Adam(reference.parameters(), 1e-2)
-    tu.optimizer_step(nn.functional.cross_entropy(model(x), y), opt, runtime.make_grad_scaler("fp32", "cpu"))
+    optim.optimizer_step(
+        nn.functional.cross_entropy(model(x), y), opt, runtime.make_grad_scaler("fp32", "cpu")
+    )
     ref_opt.zero_grad()
     nn.functional.cross_entropy(reference(x), y).backward()
     ref_opt.step()
@@ -128,7 +130,7 @@ def test_optimizer_step_clips_gradients():
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     before = model.weight.detach().clone()
     loss = (model(torch.full((1, 4), 100.0)) ** 2).sum()
-    tu.optimizer_step(loss, opt, runtime.make_grad_scaler("fp32", "cpu"), max_grad_norm=0.5)
+    optim.optimizer_step(loss, opt, runtime.make_grad_scaler("fp32", "cpu"), max_grad_norm=0.5)
     assert torch.linalg.norm(model.weight - before).item() == pytest.approx(0.5, rel=1e-5)
 
 
@@ -143,7 +145,7 @@ def test_aasist_trains_and_scores_under_bf16_autocast():
         _, logits = model(x)
     assert logits.dtype == torch.bfloat16
     loss = nn.functional.cross_entropy(logits.float(), y)
-    tu.optimizer_step(loss, optimizer, runtime.make_grad_scaler("bf16", "cpu"))
+    optim.optimizer_step(loss, optimizer, runtime.make_grad_scaler("bf16", "cpu"))
     assert all(torch.isfinite(p).all() for p in model.parameters())
     model.eval()
     set_fast_inference(model, False)  # AASIST's chunked CPU inference path is float32-only
@@ -165,7 +167,7 @@ def test_average_state_dicts_means_floats_and_keeps_the_last_integers():
         nn.init.constant_(model.head.weight, float(i))
         model.bn.num_batches_tracked.fill_(10 * i)
         states.append(model.state_dict())
-    averaged = tu.average_state_dicts(states)
+    averaged = averaging.average_state_dicts(states)
     torch.testing.assert_close(averaged["head.weight"], torch.full((2, 8), 1.0))
     torch.testing.assert_close(averaged["bn.running_var"], states[0]["bn.running_var"])
     assert averaged["bn.num_batches_tracked"].item() == 20
@@ -175,9 +177,9 @@ def test_average_state_dicts_means_floats_and_keeps_the_last_integers():
     ) / 3
     torch.testing.assert_close(averaged["frame_proj.bias"], expected)
     with pytest.raises(ValueError, match="other keys"):
-        tu.average_state_dicts([states[0], TinyDetector(with_frozen=True).state_dict()])
+        averaging.average_state_dicts([states[0], TinyDetector(with_frozen=True).state_dict()])
     with pytest.raises(ValueError, match="no state dicts"):
-        tu.average_state_dicts([])
+        averaging.average_state_dicts([])
 
 
 def test_top_k_average_picks_the_lowest_dev_eer_and_the_result_loads_and_scores(tmp_path, audio_files):
@@ -187,10 +189,12 @@ def test_top_k_average_picks_the_lowest_dev_eer_and_the_result_loads_and_scores(
         state = build_model(AASIST_L_TINY).state_dict()
         path = tmp_path / f"epoch{epoch}.pth"
         # one of them as a resume checkpoint, whose "model" entry holds the weights
-        tu.save_checkpoint_atomically({"model": state, "epoch": epoch} if epoch == 3 else state, path)
+        checkpoints.save_checkpoint_atomically(
+            {"model": state, "epoch": epoch} if epoch == 3 else state, path
+        )
         entries.append((path, eer))
         states.append(state)
-    averaged, chosen = tu.top_k_average(entries, k=2)
+    averaged, chosen = averaging.top_k_average(entries, k=2)
     assert chosen == [(tmp_path / "epoch1.pth", 2.0), (tmp_path / "epoch3.pth", 4.0)]
     key = "out_layer.weight"
     torch.testing.assert_close(averaged[key], (states[1][key] + states[3][key]) / 2)
@@ -198,7 +202,7 @@ def test_top_k_average_picks_the_lowest_dev_eer_and_the_result_loads_and_scores(
     logits = predict_logits(model, audio_files, nb_samp=16000, batch_size=3)
     assert logits.shape == (3, 2) and np.isfinite(logits).all()
     with pytest.raises(ValueError, match="k >= 1"):
-        tu.top_k_average(entries, k=0)
+        averaging.top_k_average(entries, k=0)
 
 
 def test_update_bn_waveforms_matches_torch_update_bn_on_waveform_batches():
@@ -208,7 +212,7 @@ def test_update_bn_waveforms_matches_torch_update_bn_on_waveform_batches():
     theirs.load_state_dict(ours.state_dict())
     loader = waveform_loader()
     ours.eval()
-    assert tu.update_bn_waveforms(loader, ours, "cpu") == 3
+    assert averaging.update_bn_waveforms(loader, ours, "cpu") == 3
     update_bn([waves for waves, _ in loader], theirs)  # torch's own, fed the waveforms only
     for key in ("bn.running_mean", "bn.running_var", "bn.num_batches_tracked"):
         torch.testing.assert_close(ours.state_dict()[key], theirs.state_dict()[key])
@@ -226,7 +230,7 @@ def test_update_bn_waveforms_leaves_frozen_batchnorm_alone():
     frozen_bn.running_mean.fill_(0.25)
     frozen_before = {k: v.clone() for k, v in frozen_bn.state_dict().items()}
     trainable_before = model.bn.running_mean.clone()
-    tu.update_bn_waveforms(waveform_loader(), model, "cpu")
+    averaging.update_bn_waveforms(waveform_loader(), model, "cpu")
     for key, value in frozen_bn.state_dict().items():
         torch.testing.assert_close(value, frozen_before[key])
     assert not torch.allclose(model.bn.running_mean, trainable_before)
@@ -235,7 +239,7 @@ def test_update_bn_waveforms_leaves_frozen_batchnorm_alone():
 def test_swa_averages_epochs_and_its_state_dict_loads_strictly(audio_files):
     torch.manual_seed(2)
     model = TinyDetector(with_frozen=True)
-    swa = tu.make_swa_model(model)
+    swa = averaging.make_swa_model(model)
     snapshots = []
     for epoch in range(3):  # stand-ins for the weights at the end of the last epochs
         with torch.no_grad():
@@ -243,8 +247,8 @@ def test_swa_averages_epochs_and_its_state_dict_loads_strictly(audio_files):
         swa.update_parameters(model)
         snapshots.append(model.head.weight.detach().clone())
     torch.testing.assert_close(swa.module.head.weight, torch.stack(snapshots).mean(0))
-    tu.update_bn_waveforms(waveform_loader(), swa, "cpu")
-    state = tu.swa_state_dict(swa)
+    averaging.update_bn_waveforms(waveform_loader(), swa, "cpu")
+    state = averaging.swa_state_dict(swa)
     assert "n_averaged" not in state and not any(k.startswith("module.") for k in state)
     plain = load_weights(TinyDetector(with_frozen=True), state)
     plain.eval()
@@ -259,7 +263,7 @@ def test_swa_of_aasist_with_bn_update_loads_and_scores(audio_files):
     """The real model: AveragedModel -> BatchNorm re-estimated on (waveform, label) batches -> strict load."""
     torch.manual_seed(3)
     model = build_model(AASIST_L_TINY)
-    swa = tu.make_swa_model(model)
+    swa = averaging.make_swa_model(model)
     swa.update_parameters(model)
     with torch.no_grad():
         for p in model.parameters():
@@ -267,10 +271,10 @@ def test_swa_of_aasist_with_bn_update_loads_and_scores(audio_files):
     swa.update_parameters(model)
     assert swa.n_averaged.item() == 2
     loader = waveform_loader(n=4, batch=2, length=8000)
-    tu.update_bn_waveforms(loader, swa, "cpu", max_batches=1)
+    averaging.update_bn_waveforms(loader, swa, "cpu", max_batches=1)
     for name in ("first_bn", "encoder.0.0.bn2", "GAT_layer_S.bn"):  # re-estimated from that one batch
         assert swa.module.get_submodule(name).num_batches_tracked.item() == 1, name
-    scored = load_weights(build_model(AASIST_L_TINY), tu.swa_state_dict(swa))
+    scored = load_weights(build_model(AASIST_L_TINY), averaging.swa_state_dict(swa))
     logits = predict_logits(scored, audio_files, nb_samp=16000, batch_size=3)
     assert logits.shape == (3, 2) and np.isfinite(logits).all()
 
@@ -280,8 +284,8 @@ def test_swa_of_aasist_with_bn_update_loads_and_scores(audio_files):
 # ---------------------------------------------------------------------------------------------------------------
 def test_atomic_save_replaces_whole_files_and_leaves_no_temporaries(tmp_path):
     path = tmp_path / "sub" / "state.pth"
-    tu.save_checkpoint_atomically({"epoch": 1, "w": torch.ones(3)}, path)
-    tu.save_checkpoint_atomically({"epoch": 2, "w": torch.zeros(3)}, path)
+    checkpoints.save_checkpoint_atomically({"epoch": 1, "w": torch.ones(3)}, path)
+    checkpoints.save_checkpoint_atomically({"epoch": 2, "w": torch.zeros(3)}, path)
     assert torch.load(path, weights_only=True)["epoch"] == 2
 
     class Unpicklable:
@@ -289,39 +293,44 @@ def test_atomic_save_replaces_whole_files_and_leaves_no_temporaries(tmp_path):
             raise RuntimeError("cannot pickle this")
 
     with pytest.raises(RuntimeError, match="cannot pickle"):
-        tu.save_checkpoint_atomically({"epoch": 3, "bad": Unpicklable()}, path)
+        checkpoints.save_checkpoint_atomically({"epoch": 3, "bad": Unpicklable()}, path)
     assert torch.load(path, weights_only=True)["epoch"] == 2  # the previous file is intact
     assert sorted(p.name for p in path.parent.iterdir()) == ["state.pth"]
 
 
 def test_truncated_checkpoint_falls_back_to_the_previous_good_one(tmp_path):
     for epoch in range(3):
-        tu.save_checkpoint_atomically(
-            {"epoch": epoch, "w": torch.full((64,), float(epoch))}, tu.epoch_checkpoint_path(tmp_path, epoch)
+        checkpoints.save_checkpoint_atomically(
+            {"epoch": epoch, "w": torch.full((64,), float(epoch))},
+            checkpoints.epoch_checkpoint_path(tmp_path, epoch),
         )
-    newest = tu.epoch_checkpoints_newest_first(tmp_path)
+    newest = checkpoints.epoch_checkpoints_newest_first(tmp_path)
     assert [p.name for p in newest] == ["state_epoch002.pth", "state_epoch001.pth", "state_epoch000.pth"]
     data = newest[0].read_bytes()
     newest[0].write_bytes(data[: len(data) // 2])  # a half-written file (e.g. copied while being written)
     with pytest.warns(UserWarning, match="state_epoch002.pth: unreadable checkpoint"):
-        path, state = tu.load_latest_good_checkpoint(newest)
+        path, state = checkpoints.load_latest_good_checkpoint(newest)
     assert path == newest[1] and state["epoch"] == 1
 
 
 def test_no_checkpoint_is_none_and_only_corrupt_ones_is_an_error(tmp_path):
-    assert tu.load_latest_good_checkpoint([tmp_path / "missing.pth"]) is None
+    assert checkpoints.load_latest_good_checkpoint([tmp_path / "missing.pth"]) is None
     (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with pytest.raises(tu.CheckpointError, match="garbage.pth"):
-            tu.load_latest_good_checkpoint([tmp_path / "missing.pth", tmp_path / "garbage.pth"])
+        with pytest.raises(checkpoints.CheckpointError, match="garbage.pth"):
+            checkpoints.load_latest_good_checkpoint([tmp_path / "missing.pth", tmp_path / "garbage.pth"])
 
 
 def test_prune_keeps_the_newest_and_protected_checkpoints(tmp_path):
     for epoch in range(5):
-        tu.save_checkpoint_atomically({"epoch": epoch}, tu.epoch_checkpoint_path(tmp_path, epoch))
+        checkpoints.save_checkpoint_atomically(
+            {"epoch": epoch}, checkpoints.epoch_checkpoint_path(tmp_path, epoch)
+        )
     (tmp_path / "state_epochX.pth").write_text("not an epoch file")
-    removed = tu.prune_epoch_checkpoints(tmp_path, keep=2, protect=[tu.epoch_checkpoint_path(tmp_path, 0)])
+    removed = checkpoints.prune_epoch_checkpoints(
+        tmp_path, keep=2, protect=[checkpoints.epoch_checkpoint_path(tmp_path, 0)]
+    )
     assert sorted(p.name for p in removed) == ["state_epoch001.pth", "state_epoch002.pth"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "state_epoch000.pth",
@@ -336,12 +345,14 @@ def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
     np.random.seed(4)
     torch.manual_seed(4)
     np.random.normal()  # a cached Gaussian in NumPy's legacy state
-    path = tu.save_checkpoint_atomically({"rng": tu.capture_rng_state()}, tmp_path / "rng.pth")
+    path = checkpoints.save_checkpoint_atomically(
+        {"rng": checkpoints.capture_rng_state()}, tmp_path / "rng.pth"
+    )
     expected = (random.random(), np.random.normal(), np.random.rand(), torch.rand(3))
     random.seed(99)
     np.random.seed(99)
     torch.manual_seed(99)
-    tu.restore_rng_state(torch.load(path, weights_only=True)["rng"])
+    checkpoints.restore_rng_state(torch.load(path, weights_only=True)["rng"])
     got = (random.random(), np.random.normal(), np.random.rand(), torch.rand(3))
     assert got[:3] == expected[:3]
     torch.testing.assert_close(got[3], expected[3])
@@ -351,7 +362,7 @@ def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
 # early stopping
 # ---------------------------------------------------------------------------------------------------------------
 def test_early_stopping_counts_epochs_without_improvement():
-    stopper = tu.EarlyStopping(patience=2)
+    stopper = early_stopping.EarlyStopping(patience=2)
     decisions = []
     for eer in [5.0, 4.0, 4.0, float("nan"), 3.0, 3.5, 3.2]:
         improved = stopper.update(eer)
@@ -366,34 +377,34 @@ def test_early_stopping_counts_epochs_without_improvement():
         (False, True),
     ]
     assert stopper.best == 3.0 and stopper.best_step == 4
-    never = tu.EarlyStopping(patience=None)
+    never = early_stopping.EarlyStopping(patience=None)
     for _ in range(50):
         never.update(1.0)
     assert not never.should_stop
     with pytest.raises(ValueError, match="patience must be >= 1"):
-        tu.EarlyStopping(patience=0)
+        early_stopping.EarlyStopping(patience=0)
 
 
 def test_early_stopping_state_survives_a_resume(tmp_path):
     values = [5.0, 4.0, 4.5, 4.6, 3.9, 4.2, 4.4, 4.3]
-    uninterrupted = tu.EarlyStopping(patience=3, mode="min", min_delta=0.05)
+    uninterrupted = early_stopping.EarlyStopping(patience=3, mode="min", min_delta=0.05)
     for v in values:
         uninterrupted.update(v)
-    first = tu.EarlyStopping(patience=3, min_delta=0.05)
+    first = early_stopping.EarlyStopping(patience=3, min_delta=0.05)
     for v in values[:4]:
         first.update(v)
-    path = tu.save_checkpoint_atomically({"early_stopping": first.state_dict()}, tmp_path / "s.pth")
-    resumed = tu.EarlyStopping(patience=3, min_delta=0.05)
+    path = checkpoints.save_checkpoint_atomically({"early_stopping": first.state_dict()}, tmp_path / "s.pth")
+    resumed = early_stopping.EarlyStopping(patience=3, min_delta=0.05)
     resumed.load_state_dict(torch.load(path, weights_only=True)["early_stopping"])
     for v in values[4:]:
         resumed.update(v)
     assert resumed.state_dict() == uninterrupted.state_dict()
     assert resumed.should_stop and uninterrupted.should_stop
-    maximise = tu.EarlyStopping(patience=1, mode="max")
+    maximise = early_stopping.EarlyStopping(patience=1, mode="max")
     assert maximise.update(0.5) and not maximise.update(0.4) and maximise.should_stop
     with pytest.raises(ValueError, match="mode"):
         maximise.load_state_dict(resumed.state_dict())
-    assert math.isinf(tu.EarlyStopping(patience=1).best)
+    assert math.isinf(early_stopping.EarlyStopping(patience=1).best)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -415,9 +426,10 @@ def test_gpu_bench_says_so_without_cuda(bench, capsys, monkeypatch, tmp_path):
     assert not (tmp_path / "b.json").exists()
 
 
-def test_gpu_bench_cpu_smoke_reads_real_files_and_writes_its_table(bench, capsys, tmp_path):
+def test_gpu_bench_cpu_smoke_reads_real_files_and_writes_its_table(bench, capsys, tmp_path, monkeypatch):
     """The CPU smoke path end to end (tiny: AASIST-L, 8000-sample crops, two steps, two DataLoader workers)."""
     out = tmp_path / "bench.json"
+    monkeypatch.chdir(tmp_path)  # nothing but the asked-for JSON may appear in the working directory
     threads = torch.get_num_threads()
     try:
         code = bench.main(
@@ -436,6 +448,7 @@ def test_gpu_bench_cpu_smoke_reads_real_files_and_writes_its_table(bench, capsys
     finally:
         torch.set_num_threads(threads)
     assert code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json"]
     result = json.loads(out.read_text())
     assert result["cpu_smoke"] and result["device_type"] == "cpu"
     (row,) = result["results"]

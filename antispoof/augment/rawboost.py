@@ -23,8 +23,9 @@ DF.
 
 Use from a config: ``"rawboost": {"algo": 5}`` (other keys override the defaults below, with the authors'
 names); ``augment = RawBoost.from_config(config.get("rawboost"))`` gives ``None`` when absent or ``algo`` is
-0, else a callable ``augment(waveform, rng)``. Apply it to training utterances at 16 kHz before
-cropping/padding.
+0, else a callable ``augment(waveform, rng)`` on 16 kHz audio. The training set applies it to the whole
+utterance before cutting (config ``"augment_on": "utterance"``, as SSL_Anti-spoofing's ``data_utils_SSL.py``)
+or to the cut crop (``"crop"``, the default).
 """
 
 from __future__ import annotations
