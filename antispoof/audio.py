@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +63,7 @@ class AudioError(ValueError):
 def load_audio(path: str | os.PathLike, target_sr: int = SAMPLE_RATE) -> np.ndarray:
     """Read an audio file as mono float32 at ``target_sr`` (mean of channels; soxr high-quality resampling)."""
     try:
-        audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        audio, sr = sf.read(_soundfile_name(path), dtype="float32", always_2d=True)
     except (
         Exception
     ) as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError... depending on version
@@ -78,6 +79,19 @@ def load_audio(path: str | os.PathLike, target_sr: int = SAMPLE_RATE) -> np.ndar
     if not np.isfinite(mono).all():
         raise AudioError(f"{path}: audio holds NaN or infinite samples")
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def _soundfile_name(path: str | os.PathLike) -> str | bytes:
+    """``path`` as soundfile can open it: a name holding bytes that are not UTF-8 goes as bytes (soundfile would
+    fail to encode the str); any other name as str, which keeps its error messages readable."""
+    name = os.fspath(path)
+    if isinstance(name, bytes):
+        return name
+    try:
+        name.encode(sys.getfilesystemencoding())
+    except UnicodeEncodeError:
+        return os.fsencode(name)
+    return name
 
 
 def tile_pad(x: np.ndarray, nb_samp: int) -> np.ndarray:
