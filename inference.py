@@ -1,87 +1,149 @@
-"""Score every audio file in a folder.
+"""Score audio: every audio file below a folder, or one file.
 
-    python inference.py --config config/AASIST.conf --test_dir DIR [--output_file F] [--eval_model_weights W]
-                        [--device D] [--batch_size N]
+    python inference.py --config config/AASIST.conf --test_dir DIR_OR_FILE [--output_file F] [--threshold T]
+                        [--eval_model_weights W] [--device D] [--batch_size N] [--num_workers N]
 
-Output: one line per file, ``RELATIVE_PATH SCORE``, sorted by path; higher = more bona fide (the bona fide logit).
-Unreadable files are reported and the rest still scored. The scoring loop here is the one ``main.py --eval`` uses,
-so a file gets the same score through either.
+The scoring loop is the one ``main.py --eval`` uses, so a file gets the same score through either. The output
+format and exit codes are in ``--help`` (and antispoof/score_table.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
-from antispoof.audio import find_audio_files
-from antispoof.config import read_config
-from antispoof.fileio import write_text_atomically
+from antispoof import score_table
+from antispoof.audio import collect_audio_inputs
+from antispoof.config import ExperimentConfig, read_config
 from antispoof.runtime import resolve_device
-from antispoof.scoring import load_model_for_scoring, predict_logits
+from antispoof.scoring import ScoringSetupError, load_scoring_model, score_files
+
+EXIT_WRITTEN, EXIT_NONE_SCORED, EXIT_USAGE = 0, 1, 2
+EPILOG = """\
+output: a header line, then one tab-separated row per scored file, sorted by path:
+  path      relative to the folder (for a single file: its name)
+  score     the bona fide logit; higher = more bona fide
+  decision  bonafide (score >= threshold) or spoof; only when a threshold is known: --threshold T, or the
+            dev_eer_threshold in <exp>/metrics.json when the weights are <exp>/weights/<name>.pth (a note says so)
+A field holding a tab, newline, carriage return or double quote is written in double quotes, inner quotes
+doubled (CSV quoting): read it with csv.reader(f, delimiter="\\t") or pandas.read_csv(F, sep="\\t").
+
+audio: flac, wav, ogg, opus, mp3 (libsndfile >= 1.1), aiff, au, caf, w64, rf64; m4a, aac, wma, mp4 and the like
+must be converted first (ffmpeg -i X.m4a -ar 16000 X.wav). Each file that cannot be scored (unreadable,
+unsupported, a broken link, a non-finite score) is one line on stderr; the others are still scored.
+--output_file may be new (its folders are created) or an earlier score table (replaced); a folder or any other
+existing file is refused before scoring starts.
+
+exit codes:
+  0  the table was written (files that could not be scored are on stderr and in "scored N of M files")
+  1  audio files were found but none could be scored (each listed on stderr); nothing is written
+  2  bad arguments: an unknown option, a bad config, weights, --device or --output_file, no audio file found,
+     or weights that give NaN/inf for every file; nothing is written
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", required=True, help="JSON config naming the model (config/*.conf)")
+    parser.add_argument(
+        "--test_dir", "--input", required=True, help="a folder (searched recursively) or a file"
+    )
+    parser.add_argument("--output_file", help="score table to write (default: <input>_scores.txt)")
+    parser.add_argument("--threshold", type=float, help="decision: bonafide if score >= THRESHOLD")
+    parser.add_argument("--eval_model_weights", help="weights to use instead of the config's model_path")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA if present)")
+    parser.add_argument("--batch_size", type=int, help="default: the config's batch_size")
+    parser.add_argument("--num_workers", type=int, help="DataLoader workers (default: the config's)")
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Score every audio file (flac, wav, ogg) below a folder.")
-    parser.add_argument("--config", required=True, help="JSON config naming the model (config/*.conf)")
-    parser.add_argument("--test_dir", required=True, help="folder to score (searched recursively)")
-    parser.add_argument(
-        "--output_file", default=None, help="score file to write (default: <test_dir>_scores.txt)"
-    )
-    parser.add_argument("--eval_model_weights", default=None, help="weights to use instead of model_path")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if present)")
-    parser.add_argument("--batch_size", type=int, default=None, help="default: the config's batch_size")
-    parser.add_argument("--num_workers", type=int, default=None, help="DataLoader workers (default: config)")
+    parser = build_parser()
     args = parser.parse_args(argv)
-
-    config = read_config(args.config)
-    test_dir = Path(args.test_dir)
+    if args.threshold is not None and not math.isfinite(args.threshold):
+        parser.error(f"--threshold {args.threshold}: give a finite number")
     try:
-        paths = find_audio_files(test_dir)
-    except FileNotFoundError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    if not paths:
-        raise SystemExit(f"error: {test_dir}: no flac, wav or ogg files found")
-    output = Path(args.output_file or f"{str(test_dir).rstrip('/')}_scores.txt")
+        return score(args)
+    except SystemExit as exc:  # a one-line setup error (config, input, output, device, weights)
+        if not isinstance(exc.code, str):
+            raise
+        print(exc.code, file=sys.stderr)
+        return EXIT_USAGE
 
+
+def score(args: argparse.Namespace) -> int:
+    config = read_config(args.config)
+    try:
+        inputs = collect_audio_inputs(args.test_dir)
+    except FileNotFoundError as exc:
+        raise SystemExit(f"error: --test_dir {exc}") from None
+    if not inputs:
+        raise SystemExit(f"error: {args.test_dir}: no audio files found (see --help for the extensions)")
+    output = Path(args.output_file or f"{str(args.test_dir).rstrip('/')}_scores.txt")
+    if problem := score_table.output_file_problem(output):
+        raise SystemExit(f"error: --output_file {problem}")
+    problems = {item.name: f"{item.path}: {item.problem}" for item in inputs if item.problem}
+    to_score = [item for item in inputs if item.problem is None]
+    rows, threshold, broken = [], None, ""
+    if to_score:
+        model, device, weights = load_model(args, config)
+        threshold = decision_threshold(args, weights)
+        result = score_files(
+            model,
+            [item.path for item in to_score],
+            nb_samp=config.nb_samp,
+            batch_size=args.batch_size or config.scoring_batch_size,
+            device=device,
+            num_workers=args.num_workers if args.num_workers is not None else config.num_workers,
+            desc=f"scoring {args.test_dir}",
+        )
+        if result.model_broken:
+            broken = f"error: the model produced NaN/inf for every file: are the weights broken? ({weights})"
+        problems.update((to_score[i].name, line) for i, line in result.problems.items())
+        rows = [
+            score_table.ScoredFile(it.name, float(s))
+            for it, s in zip(to_score, result.scores)
+            if it.name not in problems
+        ]
+    for name in sorted(problems):
+        print(f"skipped: {problems[name]}", file=sys.stderr)
+    if broken:
+        print(broken, file=sys.stderr)
+        return EXIT_USAGE
+    if rows:
+        score_table.write_score_table(output, rows, score_table.score_columns(threshold))
+    written = f"-> {output}" if rows else "(nothing written)"
+    unscored = f"; {len(problems)} could not be scored (listed on stderr)" if problems else ""
+    print(f"scored {len(rows)} of {len(inputs)} files {written}{unscored}")
+    return EXIT_WRITTEN if rows else EXIT_NONE_SCORED
+
+
+def load_model(args: argparse.Namespace, config: ExperimentConfig):
     try:
         device = resolve_device(args.device)
     except RuntimeError as exc:
         raise SystemExit(f"error: --device: {exc}") from None
-    model = load_model_for_scoring(config.model_config, args.eval_model_weights or config.model_path, device)
-    errors: list[tuple[int, str]] = []
-    scores = predict_logits(
-        model,
-        paths,
-        nb_samp=config.nb_samp,
-        batch_size=args.batch_size or config.scoring_batch_size,
-        device=device,
-        num_workers=args.num_workers if args.num_workers is not None else config.num_workers,
-        skip_unreadable=True,
-        desc=f"scoring {test_dir}",
-        errors=errors,
-    )[:, 1]
-    for _, message in errors:
-        print(f"skipped: {message}", file=sys.stderr)
-    lines = [
-        f"{p.relative_to(test_dir).as_posix()} {float(s)!r}"
-        for p, s in zip(paths, scores, strict=True)
-        if np.isfinite(s)
-    ]
-    if lines:
-        write_text_atomically(output, "".join(line + "\n" for line in lines))
-    print(
-        f"scored {len(lines)} of {len(paths)} files -> {output}"
-        + (f"; {len(errors)} unreadable" if errors else "")
-    )
-    if errors:
-        print(f"{len(errors)} file(s) could not be scored:", file=sys.stderr)
-        for _, message in errors:
-            print(f"  {message}", file=sys.stderr)
-    return 0 if lines else 1
+    weights = args.eval_model_weights or config.model_path
+    try:
+        return load_scoring_model(config.model_config, weights, device), device, weights
+    except ScoringSetupError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+def decision_threshold(args: argparse.Namespace, weights: str) -> float | None:
+    """--threshold, else the training run's stored dev EER threshold (with a note saying which, or none)."""
+    if args.threshold is not None:
+        return args.threshold
+    threshold, note = score_table.stored_dev_eer_threshold(weights)
+    print(f"note: {note}", file=sys.stderr)
+    return threshold
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from antispoof.audio import AUDIO_EXTENSIONS
 from antispoof.fileio import atomic_open
 from DSES.backends import EMOTIONS, Backend, get_backend, normalize_emotion
 from DSES.backends.base import check_name, seed_everything, stable_seed, to_mono_float32
@@ -60,7 +61,6 @@ MANIFEST_FIELDS = (
     "seed",
     "duration",
 )
-AUDIO_SUFFIXES = (".flac", ".wav", ".mp3", ".ogg")
 PARTIAL_SUFFIX = ".partial"
 MANIFEST_WRITE_INTERVAL_S = 5.0
 DEFAULT_REFERENCE_SECONDS = {"zonos": 20.0, "cosyvoice": 8.0}
@@ -216,7 +216,7 @@ def _emotion_or_none(name: str) -> str | None:
 
 
 def _audio_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
 
 
 def _reference_texts(root: Path, texts: Sequence[TextLine]) -> dict[tuple[str, str, str] | str, str]:
@@ -282,12 +282,12 @@ def scan_reference_corpus(
 def speaker_reference_audio(root: str | Path, speaker: str, seconds: float) -> np.ndarray:
     """About `seconds` of a speaker's bona fide speech at 16 kHz, for voice cloning / prompt speech.
 
-    Uses `root/<speaker>.{wav,flac,mp3,ogg}` if present (taken whole), else concatenates the speaker's
-    neutral utterances under `root/<speaker>/` (other emotions only if there is no neutral folder), in name
-    order, until `seconds` are collected. Upstream merged a speaker's ESD clips the same way.
+    Uses `root/<speaker>.<ext>` (ext: any of antispoof.audio.AUDIO_EXTENSIONS) if present (taken whole), else
+    concatenates the speaker's neutral utterances under `root/<speaker>/` (other emotions only if there is no
+    neutral folder), in name order, until `seconds` are collected. Upstream merged a speaker's ESD clips the same way.
     """
     root = Path(root)
-    for suffix in AUDIO_SUFFIXES:
+    for suffix in AUDIO_EXTENSIONS:
         single = root / f"{speaker}{suffix}"
         if single.is_file():
             return load_audio_16k(single)
@@ -316,7 +316,7 @@ def reference_speakers(root: str | Path) -> list[str]:
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: reference audio folder not found")
     names = {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}
-    names |= {p.stem for p in root.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES}
+    names |= {p.stem for p in root.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS}
     return sorted(names)
 
 

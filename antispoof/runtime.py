@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import sys
 import warnings
 
 import numpy as np
@@ -22,7 +23,7 @@ import torch
 
 def resolve_device(requested: str | torch.device | None = None) -> torch.device:
     """``requested`` if given (an error if it names CUDA and there is none); else CUDA when present, else the CPU
-    with a warning (training on a CPU is slow, and a user who expected a GPU should hear of it)."""
+    with a one-line note on stderr (training on a CPU is slow, and a user who expected a GPU should hear of it)."""
     if requested is not None:
         device = torch.device(requested)
         if device.type == "cuda" and not torch.cuda.is_available():
@@ -30,8 +31,20 @@ def resolve_device(requested: str | torch.device | None = None) -> torch.device:
         return device
     if torch.cuda.is_available():
         return torch.device("cuda")
-    warnings.warn("CUDA is not available: running on the CPU (slow for training)", stacklevel=2)
+    _note_cpu_fallback()
     return torch.device("cpu")
+
+
+_cpu_fallback_noted = False
+
+
+def _note_cpu_fallback() -> None:
+    """One plain line on stderr, once per process: a user who expected a GPU hears of it, without the
+    ``UserWarning`` source-line noise of ``warnings.warn``, and a DataLoader rebuild or a second call stays quiet."""
+    global _cpu_fallback_noted
+    if not _cpu_fallback_noted:
+        _cpu_fallback_noted = True
+        print("note: CUDA is not available: running on the CPU", file=sys.stderr, flush=True)
 
 
 def set_seed(seed: int, cudnn_deterministic: bool = True, cudnn_benchmark: bool = False) -> None:

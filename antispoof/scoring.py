@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -19,18 +20,32 @@ from antispoof.runtime import autocast_context
 from models import ConfigError, WeightLoadError, build_model, load_weights
 
 
-def load_model_for_scoring(model_config: dict, weights: str | None, device: torch.device) -> nn.Module:
-    """Build the model of ``model_config``, load ``weights`` strictly, eval mode, on ``device``."""
+class ScoringSetupError(ValueError):
+    """The model cannot be set up for scoring: no weights, a config or weight error."""
+
+
+def load_scoring_model(model_config: dict, weights: str | None, device: torch.device) -> nn.Module:
+    """Build the model of ``model_config``, load ``weights`` strictly, eval mode, on ``device``.
+
+    Raises ``ScoringSetupError`` with a one-line message."""
+    if not weights:
+        raise ScoringSetupError(
+            "no weights to score with: set model_path in the config or --eval_model_weights"
+        )
     try:
         model = build_model(model_config)
-        if not weights:
-            raise SystemExit(
-                "error: no weights to score with: set model_path in the config or --eval_model_weights"
-            )
         load_weights(model, weights)
     except (ConfigError, WeightLoadError) as exc:
-        raise SystemExit(f"error: {exc}") from None
+        raise ScoringSetupError(str(exc)) from None
     return model.to(device).eval()
+
+
+def load_model_for_scoring(model_config: dict, weights: str | None, device: torch.device) -> nn.Module:
+    """``load_scoring_model`` for a CLI: a setup error is a one-line ``SystemExit``."""
+    try:
+        return load_scoring_model(model_config, weights, device)
+    except ScoringSetupError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 @torch.inference_mode()
@@ -79,3 +94,53 @@ def predict_logits(
             logits_out = np.full((len(paths), logits.shape[1]), np.nan, dtype=np.float32)
         logits_out[indices.numpy()] = logits
     return logits_out if logits_out is not None else np.full((len(paths), 2), np.nan, dtype=np.float32)
+
+
+@dataclass
+class FileScores:
+    """The score (bona fide logit) of each file, NaN where it has none, and why it has none (index -> line)."""
+
+    scores: np.ndarray
+    problems: dict[int, str]  # unreadable files, and files with a non-finite score
+    non_finite: list[int]  # readable files whose score came out NaN or infinite
+
+    @property
+    def model_broken(self) -> bool:
+        """Every file the model saw gave a non-finite score: the weights, not the audio, are at fault (then the
+        non-finite files are not in ``problems``: the caller says it once)."""
+        readable = len(self.scores) - len(set(self.problems) - set(self.non_finite))
+        return readable > 0 and len(self.non_finite) == readable
+
+
+def score_files(
+    model: nn.Module,
+    paths: Sequence[str | os.PathLike],
+    batch_size: int = 8,
+    num_workers: int = 0,
+    **loop_options,
+) -> FileScores:
+    """Score each file through ``predict_logits`` (``loop_options`` go to it); an unreadable file or a non-finite
+    score is a problem line naming the file, and the other files are still scored.
+
+    DataLoader workers are capped at the number of batches (none for one batch) and of usable cores: one file
+    needs no worker process, and more workers than cores only slow a run down (and torch warns about it)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    batches = -(-len(paths) // batch_size)
+    num_workers = max(0, min(num_workers, cores, batches if batches > 1 else 0))
+    errors: list[tuple[int, str]] = []
+    logits = predict_logits(
+        model,
+        paths,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        skip_unreadable=True,
+        errors=errors,
+        **loop_options,
+    )
+    scores = logits[:, 1]
+    problems = dict(errors)
+    non_finite = [i for i, score in enumerate(scores) if i not in problems and not np.isfinite(score)]
+    result = FileScores(scores, problems, non_finite)
+    if not result.model_broken:  # a broken model is one line for the caller, not one per file
+        problems.update((i, f"{paths[i]}: the model's score is not finite ({scores[i]})") for i in non_finite)
+    return result

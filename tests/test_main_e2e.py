@@ -12,6 +12,7 @@ import evaluation
 import inference
 import main as main_cli
 import models
+from antispoof.score_table import read_score_table
 
 AASIST_L_TINY = {
     "architecture": "AASIST",
@@ -125,7 +126,7 @@ def test_eval_and_inference_give_the_same_scores(trained, tmp_path, capsys):
         ]
     )
     assert code == 0
-    folder_scores = {Path(name).stem: float(score) for name, score in (ln.split() for ln in out_file.open())}
+    folder_scores = {Path(row["path"]).stem: float(row["score"]) for row in read_score_table(out_file)}
     assert folder_scores.keys() == eval_scores.keys()
     for utt, score in eval_scores.items():
         assert folder_scores[utt] == pytest.approx(score, abs=1e-5), utt
@@ -166,9 +167,9 @@ def test_inference_on_a_mixed_folder(trained, tmp_path, capsys):
         ]
     )
     assert code == 0
-    lines = out_file.read_text().splitlines()
-    assert [ln.split()[0] for ln in lines] == sorted(written)
-    assert all(np.isfinite(float(ln.split()[1])) for ln in lines)
+    rows = read_score_table(out_file)
+    assert [row["path"] for row in rows] == sorted(written)
+    assert all(np.isfinite(float(row["score"])) for row in rows)
     captured = capsys.readouterr()
     assert "corrupt.flac" in captured.err and "empty.wav" in captured.err
     assert "scored 4 of 6 files" in captured.out
