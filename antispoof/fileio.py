@@ -1,12 +1,12 @@
 """Atomic file writes: a reader, or a run killed at any moment, sees the old complete file or the new complete
 file, never a partial one. Every score file, protocol, manifest, report and checkpoint is written through here.
 
-A write goes to a temporary file beside the target, named ``.<name>.<host>-<pid>-<random>.tmp``, which is
-renamed onto the target once it is complete. The file is created like ``open(path, "w")`` would create it:
-with the umask's permissions (or the permissions of the file it replaces), and through a symlink to the
-file the link points at (the link stays a link). A writer killed mid-write leaves its temporary file behind;
-the next write to the same folder removes it, once it is certain that its writer is gone (see
-``remove_stale_temporaries``).
+A write goes to a temporary file beside the target, named ``.<name>.<host>-<pid>-<random>.tmp`` (``host``
+names the machine and PID namespace whose process ``pid`` writes it), which is renamed onto the target once
+it is complete. The file is created like ``open(path, "w")`` would create it: with the umask's permissions
+(or the permissions of the file it replaces), and through a symlink to the file the link points at (the link
+stays a link). A writer killed mid-write leaves its temporary file behind; the next write to the same folder
+removes it, once it is certain that its writer is gone (see ``remove_stale_temporaries``).
 """
 
 from __future__ import annotations
@@ -24,14 +24,25 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-# A temporary file of a writer on another machine (same folder over NFS), or of an older version of this
-# module (named by tempfile.mkstemp, without a PID), is abandoned once nobody has written to it this long.
+# A temporary file of a writer on another machine or container (same folder over NFS or a shared volume), or
+# of an older version of this module (named by tempfile.mkstemp, without a PID), is abandoned once nobody has
+# written to it this long.
 STALE_AFTER_S = 15 * 60
 # A temporary file whose PID belongs to a live process is kept, unless it is this old: by then the PID has
 # been reused by another program, because a live writer keeps touching its file.
 PID_REUSED_AFTER_S = 24 * 60 * 60
 
-_HOST_TAG = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+def _host_tag() -> str:
+    """Names the PID space this process lives in: the machine, and on Linux its PID namespace (containers
+    that share a host name and a folder still have PIDs of their own)."""
+    identity = socket.gethostname()
+    with contextlib.suppress(OSError):
+        identity += f"/pid-ns:{os.stat('/proc/self/ns/pid').st_ino}"
+    return hashlib.sha1(identity.encode()).hexdigest()[:8]
+
+
+_HOST_TAG = _host_tag()
 _TEMP_NAME = re.compile(r"^\..+\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[0-9a-f]{8}\.tmp$")
 _MKSTEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # what earlier versions left behind
 
