@@ -6,16 +6,20 @@
     python download_dataset.py --dataset emotional [--source kaggle|gdrive] [--output_dir ./dataset]
         The Dataset of Synthesized Emotional Speech (DSES) from Kaggle (needs an API token) or the
         upstream's Google Drive mirror (a RAR archive: needs bsdtar, unrar or 7z on PATH)
-        -> ./dataset/DSES/ (the configs' emo_dataset), layout scanned and its protocol written.
+        -> ./dataset/DSES/ (the configs' emo_dataset), layout scanned (main.py scans it again for each run).
 
-Downloads resume after a cut connection; archives are unpacked only after every entry is checked to stay
-inside the target folder. A second run with the data in place downloads nothing and re-runs the check.
+Downloads resume after a cut connection. The archives' size and SHA-256 are not published, so an archive
+counts as complete only when its length matches the server's or, failing that, when its listing checks out;
+until then it stays <name>.part and the next run resumes it. Archives are unpacked only after every entry is
+checked to stay inside the target folder. A second run with the data in place downloads nothing and re-runs
+the check.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -27,24 +31,30 @@ from antispoof.download import (
     MIRROR_ENV,
     RAR_HELP,
     DownloadError,
+    LocalProblemError,
     Source,
+    VerificationError,
     archive_kind,
     download,
+    elsewhere_hint,
     env_or,
     find_folder_containing,
     find_rar_tool,
     gdrive_url,
     kaggle_authorization,
     mirror_url,
+    refetch_hint,
     remove_tree,
     safe_extract,
 )
+from antispoof.protocols import check_asvspoof_layout, scan_dses
 
 LA_URLS = [
     "https://datashare.ed.ac.uk/bitstream/handle/10283/3336/LA.zip",
     "https://datashare.ed.ac.uk/bitstream/handle/10283/3336/LA.zip?sequence=3&isAllowed=y",
 ]
 LA_ARCHIVE = "LA.zip"
+LA_PAGE = "https://datashare.ed.ac.uk/handle/10283/3336"
 LA_FOLDER = "LA"
 LA_MARKER = "ASVspoof2019_LA_cm_protocols"  # the folder that identifies the unpacked LA root
 
@@ -52,7 +62,7 @@ DSES_KAGGLE_DATASET = "annazykovamyzina/dataset-of-synthesized-emotional-speech"
 DSES_GDRIVE_ID = "1vDCHiMKfJiylum_IHZL3uZXVJkQpdrQv"
 DSES_FOLDER = "DSES"
 DSES_MARKER = "ESD"  # bona fide speech lives in ESD/<speaker>/<emotion>/
-DSES_PROTOCOL = "dses_protocol.tsv"  # written inside the DSES folder (data_utils.read_dses_protocol reads it)
+DSES_KAGGLE_PAGE = f"https://www.kaggle.com/datasets/{DSES_KAGGLE_DATASET}"
 ARCHIVE_SUFFIXES = (".zip", ".rar", ".tar", ".tar.gz", ".tgz")
 
 
@@ -67,38 +77,23 @@ def _describe(report) -> str:
 
 
 def check_la_layout(database_path: Path, log: Callable[[str], None] = print):
-    """Run data_utils' ASVspoof 2019 LA layout check (protocols present, every entry has its flac)."""
-    try:
-        from antispoof.data import check_asvspoof_layout
-    except ImportError as exc:
-        raise DownloadError(
-            f"{database_path}: cannot check the layout: antispoof.data.check_asvspoof_layout ({exc})"
-        ) from exc
+    """The ASVspoof 2019 LA layout check (protocols present, every entry has its flac), reported in one line."""
     try:
         report = check_asvspoof_layout(database_path)
-    except Exception as exc:  # data_utils reports a bad layout with its own exception types
+    except Exception as exc:  # the layout check reports a bad layout with its own exception types
         raise DownloadError(f"{database_path}: layout check failed: {exc}") from exc
     log(f"{database_path}: layout check: {_describe(report)}")
     return report
 
 
-def build_dses_protocol(root: Path, log: Callable[[str], None] = print) -> Path:
-    """Scan the DSES folder with data_utils and write its protocol (with the emotion column) inside it."""
+def check_dses_layout(root: Path, log: Callable[[str], None] = print) -> list:
+    """Scan the DSES folder (``scan_dses``) and report what it holds in one line; return its trials."""
     try:
-        from antispoof.data import scan_dses, write_dses_protocol
-    except ImportError as exc:
-        raise DownloadError(
-            f"{root}: cannot scan DSES: antispoof.data.scan_dses/write_dses_protocol ({exc})"
-        ) from exc
-    try:
-        entries, report = scan_dses(root)
-        protocol = root / DSES_PROTOCOL
-        write_dses_protocol(entries, protocol, root)
-    except Exception as exc:  # data_utils reports a bad layout with its own exception types
+        trials, report = scan_dses(root)
+    except Exception as exc:  # the scan reports a bad layout with its own exception types
         raise DownloadError(f"{root}: DSES layout check failed: {exc}") from exc
     log(f"{root}: DSES layout: {_describe(report)}")
-    log(f"{protocol}: protocol written ({len(entries)} trials)")
-    return protocol
+    return trials
 
 
 def _unpack_into_place(
@@ -124,6 +119,10 @@ def _unpack_into_place(
                 os.replace(inner[0], moved)
                 try:
                     return _unpack_into_place(moved, target, marker, log, nested=False)
+                except VerificationError as exc:  # the file to delete is the outer archive, not our copy
+                    raise VerificationError(
+                        f"{archive}: its inner archive {inner[0].name} is damaged ({exc})", archive
+                    ) from exc
                 finally:
                     moved.unlink(missing_ok=True)
         if root is None:
@@ -157,79 +156,110 @@ def _finish(archive: Path, keep_archive: bool, log: Callable[[str], None]) -> No
         log(f"{archive}: deleted after unpacking (use --keep_archive to keep it)")
 
 
+def _prepare(
+    target: Path,
+    marker: str,
+    fetch_archive: Callable[[], Path],
+    check: Callable[[Path, Callable[[str], None]], object],
+    keep_archive: bool,
+    log: Callable[[str], None],
+) -> Path:
+    """The dataset at ``target`` (recognised by its ``marker`` folder): fetched, unpacked, checked."""
+    if (target / marker).is_dir():
+        log(f"{target}: already unpacked; nothing to download")
+        check(target, log)
+        return target
+    _refuse_foreign_target(target, marker)
+    archive = fetch_archive()
+    _unpack_into_place(archive, target, marker, log)
+    check(target, log)
+    _finish(archive, keep_archive, log)
+    return target
+
+
 def prepare_la(
     output_dir: Path,
     *,
     mirror: str | None = None,
     keep_archive: bool = False,
-    retries: int = 5,
-    backoff: float = 2.0,
-    progress: bool = True,
     log: Callable[[str], None] = print,
+    **download_options,
 ) -> Path:
-    """ASVspoof 2019 LA into ``output_dir/LA`` (database_path), then its layout checked; returns that path."""
-    target = output_dir / LA_FOLDER
-    if (target / LA_MARKER).is_dir():
-        log(f"{target}: already unpacked; nothing to download")
-        check_la_layout(target, log)
-        return target
-    _refuse_foreign_target(target, LA_MARKER)
+    """ASVspoof 2019 LA into ``output_dir/LA`` (database_path), then its layout checked; returns that path.
+
+    ``download_options`` (retries, backoff, progress, timeout) go to ``antispoof.download.download``.
+    """
     archive = output_dir / LA_ARCHIVE
-    sources = [mirror_url(mirror, LA_ARCHIVE)] if mirror else LA_URLS
-    download(sources, archive, retries=retries, backoff=backoff, progress=progress, log=log)
-    _unpack_into_place(archive, target, LA_MARKER, log)
-    check_la_layout(target, log)
-    _finish(archive, keep_archive, log)
-    return target
+
+    def fetch() -> Path:
+        sources = [mirror_url(mirror, LA_ARCHIVE)] if mirror else LA_URLS
+        return download(sources, archive, log=log, **download_options)
+
+    return _prepare(output_dir / LA_FOLDER, LA_MARKER, fetch, check_la_layout, keep_archive, log)
+
+
+def dses_archive(output_dir: Path, source: str) -> Path:
+    """Where the DSES archive from ``source`` is saved: Kaggle serves a zip, Google Drive a rar."""
+    if source not in ("kaggle", "gdrive"):
+        raise DownloadError(f"unknown DSES source {source!r}; use kaggle or gdrive")
+    return output_dir / ("DSES.zip" if source == "kaggle" else "DSES.rar")
+
+
+def _dses_sources(
+    archive: Path, source: str, mirror: str | None, gdrive_template: str | None, kaggle_api: str | None
+) -> list[Source]:
+    if mirror:
+        return [Source(mirror_url(mirror, archive.name))]
+    if source == "kaggle":
+        api = env_or(kaggle_api, KAGGLE_API_ENV, _DEFAULT_KAGGLE_API).rstrip("/")
+        url = f"{api}/datasets/download/{DSES_KAGGLE_DATASET}"
+        return [Source(url, authorization=kaggle_authorization())]
+    return [Source(gdrive_url(DSES_GDRIVE_ID, gdrive_template), google_drive=True)]
 
 
 def prepare_dses(
     output_dir: Path,
     source: str = "kaggle",
     *,
-    mirror: str | None = None,
     gdrive_template: str | None = None,
     kaggle_api: str | None = None,
+    mirror: str | None = None,
     keep_archive: bool = False,
-    retries: int = 5,
-    backoff: float = 2.0,
-    progress: bool = True,
     log: Callable[[str], None] = print,
+    **download_options,
 ) -> Path:
-    """DSES into ``output_dir/DSES`` (emo_dataset), scanned and its protocol written; returns that path."""
-    target = output_dir / DSES_FOLDER
-    if (target / DSES_MARKER).is_dir():
-        log(f"{target}: already unpacked; nothing to download")
-        build_dses_protocol(target, log)
-        return target
-    _refuse_foreign_target(target, DSES_MARKER)
-    if source == "kaggle":
-        archive = output_dir / "DSES.zip"
-        if mirror:
-            sources = [Source(mirror_url(mirror, archive.name))]
-        else:
-            api = env_or(kaggle_api, KAGGLE_API_ENV, _DEFAULT_KAGGLE_API).rstrip("/")
-            url = f"{api}/datasets/download/{DSES_KAGGLE_DATASET}"
-            sources = [Source(url, authorization=kaggle_authorization())]
-    elif source == "gdrive":
-        archive = output_dir / "DSES.rar"
-        if find_rar_tool() is None:  # say so before a multi-GB download, not after
+    """DSES into ``output_dir/DSES`` (emo_dataset), then its layout scanned; returns that path.
+
+    ``download_options`` (retries, backoff, progress, timeout) go to ``antispoof.download.download``.
+    """
+    archive = dses_archive(output_dir, source)
+
+    def fetch() -> Path:
+        if source == "gdrive" and find_rar_tool() is None:  # say so before a multi-GB download, not after
             raise DownloadError(
                 f"{archive.name} from Google Drive: {RAR_HELP}; or use --source kaggle (a zip)"
             )
-        if mirror:
-            sources = [Source(mirror_url(mirror, archive.name))]
-        else:
-            sources = [Source(gdrive_url(DSES_GDRIVE_ID, gdrive_template), google_drive=True)]
-    else:
-        raise DownloadError(f"unknown DSES source {source!r}; use kaggle or gdrive")
-    download(sources, archive, retries=retries, backoff=backoff, progress=progress, log=log)
-    if archive_kind(archive) == "rar" and find_rar_tool() is None:
-        raise DownloadError(f"{archive}: {RAR_HELP}; the archive is kept, run again once a tool is installed")
-    _unpack_into_place(archive, target, DSES_MARKER, log)
-    build_dses_protocol(target, log)
-    _finish(archive, keep_archive, log)
-    return target
+        download(  # sources as a function: an archive already in place needs no Kaggle credentials
+            lambda: _dses_sources(archive, source, mirror, gdrive_template, kaggle_api),
+            archive,
+            log=log,
+            **download_options,
+        )
+        if archive_kind(archive) == "rar" and find_rar_tool() is None:
+            raise DownloadError(
+                f"{archive}: {RAR_HELP}; the archive is kept, run again once a tool is installed"
+            )
+        return archive
+
+    return _prepare(output_dir / DSES_FOLDER, DSES_MARKER, fetch, check_dses_layout, keep_archive, log)
+
+
+EXIT_CODES = (
+    "Exit status: 0 the dataset is in place and its layout checked; 1 a download, unpack or layout check "
+    "failed (one error line says which file and why, then how to get the archive elsewhere; a partial download "
+    "is kept as <archive>.part and resumed by the next run); 2 bad arguments; 130 interrupted (partial "
+    "downloads are kept)."
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -241,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
             f"instead of their usual sources; {GDRIVE_URL_ENV} (a URL template with {{id}}) and "
             f"{KAGGLE_API_ENV} replace the Google Drive and Kaggle API addresses. The flags override them. "
             "Kaggle credentials: KAGGLE_USERNAME + KAGGLE_KEY, or ~/.kaggle/kaggle.json. "
-            "A RAR archive needs bsdtar, unrar or 7z."
+            "A RAR archive needs bsdtar, unrar or 7z. " + EXIT_CODES
         ),
     )
     parser.add_argument(
@@ -278,24 +308,74 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def command_to_fetch(args: argparse.Namespace) -> str:
+    """The command line that fetches the dataset again with this run's settings."""
+    script = os.path.relpath(__file__)
+    words = ["python", script if not script.startswith("..") else __file__, "--dataset", args.dataset]
+    words += ["--output_dir", args.output_dir]
+    if args.dataset != "LA":
+        words += ["--source", args.source]
+    if args.mirror:
+        words += ["--mirror", args.mirror]
+    return shlex.join(words)
+
+
+def _archive_and_page(args: argparse.Namespace) -> tuple[Path, str]:
+    """Where the requested dataset's archive is saved, and the page a person can download it from."""
+    if args.dataset == "LA":
+        return Path(args.output_dir) / LA_ARCHIVE, LA_PAGE
+    archive = dses_archive(Path(args.output_dir), args.source)
+    if args.source == "kaggle":
+        return archive, DSES_KAGGLE_PAGE
+    return archive, f"https://drive.google.com/file/d/{DSES_GDRIVE_ID}/view"
+
+
+def how_to_get_it_elsewhere(args: argparse.Namespace) -> str | None:
+    """The mirror option and the manual download, for an archive that could not be fetched (else None)."""
+    archive, page = _archive_and_page(args)
+    folder, marker = (LA_FOLDER, LA_MARKER) if args.dataset == "LA" else (DSES_FOLDER, DSES_MARKER)
+    if archive.is_file() or (archive.parent / folder / marker).is_dir():
+        return None  # it was fetched: what failed came after
+    return elsewhere_hint(archive, archive.name, page) + ", then run again"
+
+
+def _prepare_requested(args: argparse.Namespace) -> Path:
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    mirror = env_or(args.mirror, MIRROR_ENV)
     common = dict(
-        mirror=mirror, keep_archive=args.keep_archive, retries=args.retries, progress=not args.quiet
+        mirror=env_or(args.mirror, MIRROR_ENV),
+        keep_archive=args.keep_archive,
+        retries=args.retries,
+        progress=not args.quiet,
     )
+    if args.dataset == "LA":
+        return prepare_la(output_dir, **common)
+    return prepare_dses(
+        output_dir, args.source, gdrive_template=args.gdrive_url, kaggle_api=args.kaggle_api, **common
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
-        if args.dataset == "LA":
-            path = prepare_la(output_dir, **common)
-        else:
-            path = prepare_dses(
-                output_dir, args.source, gdrive_template=args.gdrive_url, kaggle_api=args.kaggle_api, **common
-            )
+        path = _prepare_requested(args)
+    except VerificationError as exc:
+        print(f"error: {refetch_hint(exc, command_to_fetch(args))}", file=sys.stderr)
+        return 1
     except DownloadError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        hint = None if isinstance(exc, LocalProblemError) else how_to_get_it_elsewhere(args)
+        if hint:  # another source would not help with a full disk
+            print(hint, file=sys.stderr)
         return 1
+    except OSError as exc:  # e.g. --output_dir names a file, or a folder we may not write to
+        print(f"error: {exc.filename or args.output_dir}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(
+            "interrupted: a partial download is kept; run the same command again to resume", file=sys.stderr
+        )
+        return 130
     print(f"ready: {path}")
     return 0
 

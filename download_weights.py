@@ -6,13 +6,17 @@
 
 Every file keeps its own name in --output_dir. A model that needs other files (AMSDF needs XLS-R and the
 emotion encoder) fetches them too, unless --no_deps. A file already present and verified is not downloaded
-again.
+again. A file whose SHA-256 the registry does not know yet is complete only once its length matches the
+server's or its contents check out (see antispoof/download.py); its SHA-256 is printed so that a maintainer
+can record it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -21,13 +25,16 @@ from antispoof.download import (
     GDRIVE_URL_ENV,
     MIRROR_ENV,
     DownloadError,
+    LocalProblemError,
     Source,
+    VerificationError,
     download,
+    elsewhere_hint,
     env_or,
     gdrive_url,
     human_size,
     mirror_url,
-    verification_problem,
+    refetch_hint,
 )
 
 REPO_ROOT = Path(__file__).resolve().parent
@@ -136,6 +143,14 @@ def sources_for(
     return sources
 
 
+def _jobs(entry: dict, output_dir: Path) -> list[tuple[dict, Path, str]]:
+    """(file spec, destination, name relative to --output_dir and to a mirror) for each file of an entry."""
+    if "files" in entry:
+        folder = output_dir / entry["filename"]
+        return [(f, folder / f["filename"], f"{entry['filename']}/{f['filename']}") for f in entry["files"]]
+    return [(entry, output_dir / entry["filename"], entry["filename"])]
+
+
 def fetch_entry(
     key: str,
     entry: dict,
@@ -149,29 +164,49 @@ def fetch_entry(
     log: Callable[[str], None] = print,
 ) -> Path:
     """Fetch one registry entry (a file, or a folder of files) into ``output_dir``; return its path."""
-    if "files" in entry:
-        folder = output_dir / entry["filename"]
-        jobs = [(f, folder / f["filename"], f"{entry['filename']}/{f['filename']}") for f in entry["files"]]
-    else:
-        jobs = [(entry, output_dir / entry["filename"], entry["filename"])]
-    for spec, dest, relative_name in jobs:
-        sha256, size = spec.get("sha256"), spec.get("size")
-        # checked before the sources are worked out: listing a Drive folder is already a request
-        if dest.exists() and verification_problem(dest, sha256, size) is None:
-            log(f"{dest}: already present" + (" and verified" if sha256 or size is not None else ""))
-            continue
+
+    def ask_to_record(dest: Path, size: int, sha256: str) -> None:
+        log(
+            f"{dest}: models/weights_registry.json does not know this file's SHA-256 yet; once it is confirmed "
+            f'to be the right file, record "sha256": "{sha256}", "size": {size} under "{key}"'
+        )
+
+    for spec, dest, relative_name in _jobs(entry, output_dir):
         download(
-            sources_for(spec, relative_name, mirror, gdrive_template),
+            # a function: the sources are worked out only when needed (listing a Drive folder is a request)
+            lambda spec=spec, name=relative_name: sources_for(spec, name, mirror, gdrive_template),
             dest,
-            sha256=sha256,
-            size=size,
+            sha256=spec.get("sha256"),
+            size=spec.get("size"),
             binary=spec.get("binary", True),
             retries=retries,
             backoff=backoff,
             progress=progress,
             log=log,
+            on_downloaded=None if spec.get("sha256") else ask_to_record,
         )
     return output_dir / entry["filename"]
+
+
+def manual_download_page(spec: dict) -> str:
+    """Where a person can fetch the file with a browser."""
+    if spec.get("urls"):
+        return spec["urls"][0]
+    if spec.get("gdrive_id"):
+        return f"https://drive.google.com/file/d/{spec['gdrive_id']}/view"
+    folder = spec["gdrive_folder"]
+    return (
+        f"https://drive.google.com/drive/folders/{folder['id']} (file {folder.get('file', spec['filename'])})"
+    )
+
+
+def how_to_get_it_elsewhere(entry: dict, output_dir: Path) -> list[str]:
+    """One line for each file of ``entry`` still missing: the mirror option and the manual download."""
+    return [
+        elsewhere_hint(dest, name, manual_download_page(spec))
+        for spec, dest, name in _jobs(entry, output_dir)
+        if not dest.is_file()
+    ]
 
 
 def _status(entry: dict, output_dir: Path) -> str:
@@ -195,6 +230,24 @@ def _sources_text(entry: dict) -> list[str]:
     return lines
 
 
+def unknown_checksums(registry: dict[str, dict]) -> tuple[list[str], int]:
+    """The files (relative names) whose SHA-256 the registry does not know yet, and the number of files."""
+    names = [
+        name
+        for entry in registry.values()
+        for spec, _, name in _jobs(entry, Path())
+        if not spec.get("sha256")
+    ]
+    return names, sum(len(entry.get("files", [entry])) for entry in registry.values())
+
+
+def _checksum_text(entry: dict) -> str:
+    if "files" not in entry:
+        return f"SHA-256 {entry['sha256'][:12]}..." if entry.get("sha256") else "SHA-256 unknown"
+    unknown = sum(1 for f in entry["files"] if not f.get("sha256"))
+    return f"{len(entry['files'])} files" + (f", SHA-256 unknown for {unknown}" if unknown else "")
+
+
 def format_listing(registry: dict[str, dict], output_dir: Path, verbose: bool = False) -> str:
     out = [
         f"Weight files in {REGISTRY_PATH.relative_to(REPO_ROOT)} (status in {output_dir}); "
@@ -202,14 +255,11 @@ def format_listing(registry: dict[str, dict], output_dir: Path, verbose: bool = 
         "",
     ]
     for key, entry in registry.items():
-        if "files" in entry:
-            sizes = [f.get("size") for f in entry["files"]]
-            size = human_size(sum(sizes)) if all(s is not None for s in sizes) else "size unknown"
-            check = f"{len(entry['files'])} files"
-        else:
-            size = human_size(entry["size"]) if entry.get("size") is not None else "size unknown"
-            check = f"SHA-256 {entry['sha256'][:12]}..." if entry.get("sha256") else "SHA-256 unknown"
-        out.append(f"{key}  ->  {entry['filename']}  ({size}, {check}, {_status(entry, output_dir)})")
+        sizes = [spec.get("size") for spec, _, _ in _jobs(entry, output_dir)]
+        size = human_size(sum(sizes)) if None not in sizes else "size unknown"
+        out.append(
+            f"{key}  ->  {entry['filename']}  ({size}, {_checksum_text(entry)}, {_status(entry, output_dir)})"
+        )
         out.append(f"    {entry.get('description', '')}")
         for line in _sources_text(entry):
             out.append(f"    from: {line}")
@@ -220,7 +270,24 @@ def format_listing(registry: dict[str, dict], output_dir: Path, verbose: bool = 
             out.append(f"    also fetches: {', '.join(entry['requires'])}")
         if verbose and entry.get("notes"):
             out.append(f"    notes: {entry['notes']}")
+    unknown, total = unknown_checksums(registry)
+    if unknown:
+        out += [
+            "",
+            f"SHA-256 not yet recorded for {len(unknown)} of {total} files: {', '.join(unknown)}. Such a file "
+            "counts as complete when its length matches the server's or its contents check out; the download "
+            f"prints its SHA-256, to be recorded in {REGISTRY_PATH.relative_to(REPO_ROOT)} once the file is "
+            "confirmed.",
+        ]
     return "\n".join(out)
+
+
+EXIT_CODES = (
+    "Exit status: 0 every requested file is in place and complete (verified where its SHA-256 is known); "
+    "1 a file could not be fetched or is not the expected one (one error line per file says which and why, "
+    "then how to get it elsewhere; partial downloads are kept as <name>.part and resumed by the next run); "
+    "2 bad arguments or an unreadable registry; 130 interrupted (partial downloads are kept)."
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -229,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             f"Environment: {MIRROR_ENV}=URL fetches every file from URL/<filename> instead of its usual "
             f"source (a mirror or a local http.server); {GDRIVE_URL_ENV}=TEMPLATE replaces the Google Drive "
-            "download URL (with an {id} placeholder). The flags override them."
+            "download URL (with an {id} placeholder). The flags override them. " + EXIT_CODES
         ),
     )
     parser.add_argument(
@@ -258,6 +325,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_to_fetch(key: str, args: argparse.Namespace) -> str:
+    """The command line that fetches ``key`` again with this run's settings."""
+    script = os.path.relpath(__file__)
+    words = ["python", script if not script.startswith("..") else __file__, "--model", key]
+    if args.output_dir != DEFAULT_OUTPUT_DIR:
+        words += ["--output_dir", args.output_dir]
+    if args.mirror:
+        words += ["--mirror", args.mirror]
+    return shlex.join(words)
+
+
+def fetch_all(keys: list[str], registry: dict[str, dict], args: argparse.Namespace) -> list[str]:
+    """Fetch every key; print one error line per failure and how else to get the file; return the failed."""
+    output_dir = Path(args.output_dir)
+    failed = []
+    for key in keys:
+        try:
+            fetch_entry(
+                key,
+                registry[key],
+                output_dir,
+                mirror=env_or(args.mirror, MIRROR_ENV),
+                gdrive_template=args.gdrive_url,
+                retries=args.retries,
+                progress=not args.quiet,
+            )
+        except VerificationError as exc:
+            print(f"error: {refetch_hint(exc, command_to_fetch(key, args))}", file=sys.stderr)
+            failed.append(key)
+        except DownloadError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            if not isinstance(exc, LocalProblemError):  # another source would not help with a full disk
+                for line in how_to_get_it_elsewhere(registry[key], output_dir):
+                    print(line, file=sys.stderr)
+            failed.append(key)
+        except OSError as exc:  # e.g. --output_dir names a file, or a folder we may not write to
+            print(f"error: {exc.filename or output_dir}: {exc.strerror or exc}", file=sys.stderr)
+            failed.append(key)
+    return failed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -273,27 +381,18 @@ def main(argv: list[str] | None = None) -> int:
     except RegistryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    mirror = env_or(args.mirror, MIRROR_ENV)
-    failed = []
-    for key in keys:
-        try:
-            fetch_entry(
-                key,
-                registry[key],
-                output_dir,
-                mirror=mirror,
-                gdrive_template=args.gdrive_url,
-                retries=args.retries,
-                progress=not args.quiet,
-            )
-        except DownloadError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            failed.append(key)
+    try:
+        failed = fetch_all(keys, registry, args)
+    except KeyboardInterrupt:
+        print(
+            "interrupted: partial downloads are kept; run the same command again to resume", file=sys.stderr
+        )
+        return 130
     done = [k for k in keys if k not in failed]
     if done:
         print("ready: " + ", ".join(str(output_dir / registry[k]["filename"]) for k in done))
     if failed:
-        print(f"failed: {', '.join(failed)} (run again to resume; see the errors above)", file=sys.stderr)
+        print(f"failed: {', '.join(failed)} (see the lines above)", file=sys.stderr)
         return 1
     return 0
 

@@ -23,15 +23,12 @@ of a recording it was trained on.
 from __future__ import annotations
 
 import csv
-import filecmp
-import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from antispoof.fileio import write_text_atomically
+from antispoof.fileio import atomic_open, link_or_copy, write_text_atomically
 from DSES.synthesize import MANIFEST_NAME, read_manifest
 
 SPLITS = ("train", "dev", "eval")
@@ -77,22 +74,6 @@ def assign_splits(keys: Sequence[str], fractions: Sequence[float], seed: int) ->
     return assignment
 
 
-def _place(source: Path, target: Path, link: bool) -> None:
-    """Put `source` at `target` (hard link, else copy), keeping a target that already holds it."""
-    if target.exists():
-        if os.path.samefile(source, target) or filecmp.cmp(source, target, shallow=False):
-            return
-        target.unlink()  # an earlier export with other inputs gave this id to another file
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if link:
-        try:
-            os.link(source, target)
-            return
-        except OSError:  # another file system, or links not allowed: copy instead
-            pass
-    shutil.copy2(source, target)
-
-
 def export_la_layout(
     bonafide: str | Path | Sequence[str | Path],
     spoofs: Sequence[str | Path],
@@ -134,8 +115,6 @@ def export_la_layout(
     split_of = assign_splits([row[split_by] for _, _, _, row in entries], split_fractions, seed)
 
     out = Path(out_dir)
-    protocol_dir = out / "ASVspoof2019_LA_cm_protocols"
-    protocol_dir.mkdir(parents=True, exist_ok=True)
     index_rows, protocol_lines = [], {split: [] for split in SPLITS}
     counters = dict.fromkeys(SPLITS, 0)
     entries.sort(key=lambda e: (SPLITS.index(split_of[e[3][split_by]]), e[0].name, e[3]["path"]))
@@ -144,7 +123,7 @@ def export_la_layout(
         counters[split] += 1
         utt_id = f"LA_{split[0].upper()}_{counters[split]:07d}"
         source = system_dir / row["path"]
-        _place(source, out / f"ASVspoof2019_LA_{split}" / "flac" / f"{utt_id}.flac", link)
+        link_or_copy(source, out / f"ASVspoof2019_LA_{split}" / "flac" / f"{utt_id}.flac", link=link)
         protocol_lines[split].append(f"{row['speaker']} {utt_id} - {label} {key}\n")
         index_rows.append(
             {
@@ -160,19 +139,28 @@ def export_la_layout(
             }
         )
 
-    kept = {row["utt_id"] for row in index_rows}
-    for split in SPLITS:  # files of an earlier, larger export that this protocol no longer lists
+    _remove_stale_flacs(out, {row["utt_id"] for row in index_rows})
+    return _write_protocols_and_index(out, protocol_lines, index_rows)
+
+
+def _remove_stale_flacs(out: Path, kept: set[str]) -> None:
+    """Delete the flac files of an earlier, larger export that the new protocols no longer list."""
+    for split in SPLITS:
         for stale in (out / f"ASVspoof2019_LA_{split}" / "flac").glob("LA_*.flac"):
             if stale.stem not in kept:
                 stale.unlink()
 
+
+def _write_protocols_and_index(
+    out: Path, protocol_lines: dict[str, list[str]], index_rows: list[dict]
+) -> dict[str, Path]:
     written = {}
     for split in SPLITS:
-        path = protocol_dir / PROTOCOL_NAMES[split]
+        path = out / "ASVspoof2019_LA_cm_protocols" / PROTOCOL_NAMES[split]
         write_text_atomically(path, "".join(protocol_lines[split]))
         written[split] = path
     index_path = out / "la_index.csv"
-    with index_path.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_open(index_path, newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=INDEX_FIELDS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(index_rows)

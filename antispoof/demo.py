@@ -31,15 +31,13 @@ resumes (existing audio is kept by `synthesize_corpus`, existing links by `expor
 from __future__ import annotations
 
 import csv
-import filecmp
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
 
-from antispoof.fileio import write_text_atomically
+from antispoof.fileio import link_or_copy, write_text_atomically
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 DEMO_TEXTS = REPO_DIR / "DSES" / "demo_texts.txt"
@@ -122,18 +120,6 @@ def _say(message: str) -> None:
     print(f"demo: {message}", flush=True)
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
-    if target.exists():
-        if os.path.samefile(source, target) or filecmp.cmp(source, target, shallow=False):
-            return
-        target.unlink()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(source, target)
-    except OSError:  # another file system, or no hard links: copy
-        shutil.copy2(source, target)
-
-
 def _same_place(a: str | os.PathLike, b: Path) -> bool:
     return Path(a).resolve() == b.resolve()
 
@@ -163,7 +149,7 @@ def _build_dses_eval_part(la_index: Path, dses_root: Path) -> int:
         rows = [row for row in csv.DictReader(handle) if row["split"] == "eval"]
     for row in rows:
         source = Path(row["source"])
-        _link_or_copy(source, dses_root / row["system"] / row["speaker"] / row["emotion"] / source.name)
+        link_or_copy(source, dses_root / row["system"] / row["speaker"] / row["emotion"] / source.name)
     return len(rows)
 
 

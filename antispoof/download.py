@@ -2,9 +2,18 @@
 
 ``download`` streams a file to ``<name>.part`` with a progress bar, resumes a partial file with an HTTP
 Range request (and starts over when the server ignores it), retries connection errors and 5xx answers with
-exponential backoff, checks size and SHA-256 where they are known, and only then renames the file into place.
-A verified file already in place makes it return at once, without a request. Failures are ``DownloadError``
-with a one-line message.
+exponential backoff, and renames the file into place only once it is known to be complete:
+
+- its size and SHA-256 match, where they are known;
+- else its length matches the one the server announced (Content-Length or Content-Range);
+- else (the server sent no length, so a cut connection looks like the end of the file) its contents check
+  out: a zip's central directory lists entries that all lie inside the file, a tar reads to its
+  end-of-archive marker, a rar lists with the unpacking tool, a JSON file parses; failing that, the server
+  confirms the end when asked for the bytes after it (HTTP 416 with the total).
+
+Anything else stays ``<name>.part``, and the next attempt (or run) resumes it. A complete file already in
+place makes it return at once, without a request. Failures are ``DownloadError`` with a one-line message;
+``VerificationError`` says which file on disk is not the expected one.
 
 ``safe_extract`` unpacks zip and tar archives (and rar, through an external tool) after checking every
 entry: absolute paths, ``..`` components, symlinks, hard links and special files are refused before anything
@@ -24,8 +33,10 @@ import hashlib
 import html.parser
 import http.client
 import json
+import lzma
 import os
 import re
+import shlex
 import shutil
 import ssl
 import stat
@@ -36,12 +47,15 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from http.cookiejar import CookieJar
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
+
+from antispoof.errors import first_line
 
 # Environment variables (each CLI also has a flag for it).
 MIRROR_ENV = "AASIST_SER_MIRROR"  # base URL holding every file by its own name: <mirror>/<filename>
@@ -68,6 +82,15 @@ class UnsafeArchiveError(DownloadError):
 
 class LocalProblemError(DownloadError):
     """A problem on this machine (disk full, file busy): another source would not help."""
+
+
+class VerificationError(DownloadError):
+    """A file is not the expected one (damaged, or another file). ``path`` is where it still lies on disk (the
+    file to delete before fetching it again), or None when it was already deleted."""
+
+    def __init__(self, message: str, path: Path | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class _Retryable(Exception):
@@ -115,7 +138,11 @@ def sha256_of(path: str | Path, chunk_size: int = CHUNK_SIZE) -> str:
 
 
 def verification_problem(path: Path, sha256: str | None = None, size: int | None = None) -> str | None:
-    """Why ``path`` is not the expected file (missing, wrong size, wrong SHA-256), or None when it is."""
+    """Why ``path`` is not the expected file (missing, wrong size, wrong SHA-256), or None when it is.
+
+    With neither size nor SHA-256 known, a file whose format can be checked (archive, JSON) must pass that
+    check: a download cut short and renamed into place by an older version is found here.
+    """
     if not path.is_file():
         return "missing"
     actual_size = path.stat().st_size
@@ -125,7 +152,101 @@ def verification_problem(path: Path, sha256: str | None = None, size: int | None
         actual = sha256_of(path)
         if actual != sha256.lower():
             return f"SHA-256 {actual}, expected {sha256.lower()}"
+    elif size is None:
+        kind = file_format(path)
+        return format_problem(path, kind) if kind else None
     return None
+
+
+# ------------------------------------------------------------------------- checking a file by its contents
+
+ARCHIVE_NAME_FORMATS = (
+    ((".zip",), "zip"),
+    ((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz"), "tar"),
+    ((".rar",), "rar"),
+    ((".json",), "json"),
+)
+TAR_END_MARKER = b"\0" * 1024  # two zero blocks end every tar archive (POSIX)
+
+
+def file_format(path: Path, name: str | None = None) -> str | None:
+    """'zip', 'tar', 'rar' or 'json' when the contents of ``path`` can be checked for completeness, else None.
+
+    Judged by ``name`` (default: the file's own name; a ``.part`` file passes its final name), then by the
+    first bytes: PyTorch checkpoints are zip files whatever their extension.
+    """
+    kind = _format_by_name((name or path.name).lower()) or _format_by_magic(path)
+    if kind == "rar" and find_rar_tool() is None:
+        return None  # only the unpacking tool can read a rar listing
+    return kind
+
+
+def _format_by_name(lowered_name: str) -> str | None:
+    for suffixes, kind in ARCHIVE_NAME_FORMATS:
+        if lowered_name.endswith(suffixes):
+            return kind
+    return None
+
+
+def _format_by_magic(path: Path) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(265)
+    except OSError:
+        return None
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "zip"
+    if head.startswith(b"Rar!\x1a\x07"):
+        return "rar"
+    if head[257:262] == b"ustar":
+        return "tar"
+    return None
+
+
+def _zip_problem(path: Path) -> str | None:
+    with zipfile.ZipFile(path) as zf:  # reads the central directory at the very end of the file
+        for info in zf.infolist():
+            if info.header_offset + info.compress_size > zf.start_dir:
+                return f"zip entry {info.filename!r} runs past the central directory"
+    return None
+
+
+def _tar_problem(path: Path) -> str | None:
+    with tarfile.open(path, "r:*") as tf:
+        tf.getmembers()  # every header, seeking past the data
+        tf.fileobj.seek(tf.offset)
+        end = tf.fileobj.read(len(TAR_END_MARKER))
+        while tf.fileobj.read(CHUNK_SIZE):  # a compressed stream checks its own end (CRC, length) here
+            pass
+    return None if end == TAR_END_MARKER else "no end-of-archive marker after the last entry"
+
+
+def format_problem(path: Path, kind: str) -> str | None:
+    """Why ``path`` is not a complete file of format ``kind`` (see ``file_format``), or None when it is."""
+    try:
+        if kind == "zip":
+            problem = _zip_problem(path)
+        elif kind == "tar":
+            problem = _tar_problem(path)
+        elif kind == "rar":
+            _rar_entries(find_rar_tool(), path)  # file_format says rar only when a tool is there
+            problem = None
+        else:
+            json.loads(path.read_bytes())
+            problem = None
+    except DownloadError as exc:
+        problem = str(exc).removeprefix(f"{path}: ")
+    except (
+        zipfile.BadZipFile,
+        tarfile.TarError,
+        EOFError,
+        OSError,
+        ValueError,
+        zlib.error,
+        lzma.LZMAError,
+    ) as exc:
+        problem = first_line(exc)
+    return f"not a complete {kind} file ({problem})" if problem else None
 
 
 def env_or(value: str | None, env_name: str, default: str | None = None) -> str | None:
@@ -337,6 +458,7 @@ class _Transfer:
     label: str
     binary: bool
     size: int | None
+    sha256: str | None
     timeout: float
     progress: bool
     log: Callable[[str], None]
@@ -372,6 +494,13 @@ def _expected_total(response, offset: int) -> int | None:
     return int(length) if length and length.isdigit() else None
 
 
+def _total_from_refused_range(exc: urllib.error.HTTPError) -> int | None:
+    """The file's length from a 416 answer's ``Content-Range: bytes */N``, when the server sent one."""
+    header = exc.headers.get("Content-Range", "") if exc.headers else ""
+    match = re.fullmatch(r"\s*bytes\s+\*/(\d+)\s*", header)
+    return int(match.group(1)) if match else None
+
+
 def _check_disk_space(part: Path, needed: int) -> None:
     free = shutil.disk_usage(part.parent).free
     if needed > free:
@@ -396,7 +525,10 @@ def _attempt(transfer: _Transfer, source: Source, part: _PartialFile) -> None:
         except urllib.error.HTTPError as exc:
             exc.close()
             if exc.code == 416 and offset:
-                raise _RestartFromZero("the server refused to resume (HTTP 416)") from exc
+                if _total_from_refused_range(exc) != offset:
+                    raise _RestartFromZero("the server refused to resume (HTTP 416)") from exc
+                _finish_attempt(transfer, part, confirmed=True)  # nothing after our last byte: it is all here
+                return
             message = _http_error_message(transfer.label, url, exc.code, exc.reason)
             raise (_Retryable(message) if exc.code in RETRYABLE_HTTP else DownloadError(message)) from exc
         except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
@@ -428,6 +560,7 @@ def _attempt(transfer: _Transfer, source: Source, part: _PartialFile) -> None:
                     )
                 _check_disk_space(part.path, total - offset)
             _stream(transfer, response, part, offset, total, url)
+            _finish_attempt(transfer, part, confirmed=total is not None)
             return
     raise DownloadError(f"{transfer.label}: Google Drive kept answering with confirmation pages; giving up")
 
@@ -472,6 +605,41 @@ def _stream(
         )
 
 
+def _finish_attempt(transfer: _Transfer, part: _PartialFile, confirmed: bool) -> None:
+    """Return when ``part`` holds the whole file as far as can be known; raise ``_Retryable`` to ask for the
+    rest. ``confirmed``: the server announced the file's length and all of it is here.
+
+    Without an announced length, a connection cut at any byte looks like the end of the file. Then a known
+    size or SHA-256 decides, else a check of the contents (``file_format``); failing both, the next attempt
+    asks for the bytes after the end, and the server either sends them or confirms the end (HTTP 416).
+    """
+    part.file.flush()
+    label, size, sha256 = transfer.label, transfer.size, transfer.sha256
+    if size is not None:
+        if part.length >= size:
+            return  # download() compares the size and SHA-256
+        message = f"{label}: the server's file ends after {part.length} bytes, expected {size}"
+        raise DownloadError(message + "; wrong file") if confirmed else _Retryable(message)
+    if sha256:
+        if confirmed or part.digest.hexdigest() == sha256.lower():
+            return  # download() compares the SHA-256
+        raise _Retryable(
+            f"{label}: the server sent no length and the SHA-256 does not match yet; asking for more"
+        )
+    kind = file_format(part.path, label)
+    problem = format_problem(part.path, kind) if kind else None
+    if problem and confirmed:
+        raise VerificationError(
+            f"{part.path}: {problem}, although the server sent the whole file ({part.length} bytes): the "
+            "copy at the source is damaged",
+            part.path,
+        )
+    if confirmed or (kind and not problem):
+        return
+    found = f"the file is incomplete ({problem})" if problem else "its contents cannot be checked"
+    raise _Retryable(f"{label}: the server sent no length and {found}; asking for the rest")
+
+
 def _fetch_with_retries(
     transfer: _Transfer, source: Source, part: _PartialFile, retries: int, backoff: float
 ) -> None:
@@ -497,8 +665,41 @@ def _fetch_with_retries(
         time.sleep(delay)
 
 
+def already_complete(
+    dest: Path, sha256: str | None = None, size: int | None = None, log: Callable[[str], None] = print
+) -> bool:
+    """Whether ``dest`` is in place and complete (``verification_problem``); says so, or why not.
+
+    An incomplete file with neither size nor SHA-256 known is the start of a cut-short download (older
+    versions renamed those into place): it is moved back to ``<name>.part`` so that the download resumes it.
+    """
+    if not dest.exists():
+        return False
+    problem = verification_problem(dest, sha256, size)
+    if problem is None:
+        if sha256 or size is not None:
+            log(f"{dest}: already present and verified")
+        else:
+            kind = file_format(dest)
+            log(
+                f"{dest}: already present"
+                + (f" (a complete {kind} file)" if kind else " (nothing to verify it by)")
+            )
+        return True
+    part_path = dest.with_name(dest.name + ".part")
+    if sha256 is None and size is None and not part_path.exists():
+        os.replace(dest, part_path)
+        log(f"{dest}: {problem}; resuming it as {part_path.name}")
+    else:
+        log(f"{dest}: {problem}; downloading it again")
+    return False
+
+
+SourceList = str | Source | Sequence[str | Source]
+
+
 def download(
-    sources: str | Source | Sequence[str | Source],
+    sources: SourceList | Callable[[], SourceList],
     dest: str | Path,
     *,
     sha256: str | None = None,
@@ -509,35 +710,29 @@ def download(
     timeout: float = 60.0,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    on_downloaded: Callable[[Path, int, str], None] | None = None,
 ) -> Path:
     """Fetch ``dest`` from the first source that delivers the expected file; return ``dest``.
 
-    A file already at ``dest`` that passes the size/SHA-256 check (or exists, when neither is known) is kept
-    and no request is made. Otherwise bytes go to ``dest.part`` (resumed if present), are verified, and the
-    part file is renamed onto ``dest``. A part file that fails verification is deleted, never put in place.
+    A complete file already at ``dest`` (``already_complete``) is kept and no request is made; ``sources``
+    may be a function, called only then (finding a source can itself be a request). Otherwise bytes go to
+    ``dest.part`` (resumed if present) until the file is complete (see the module docstring) and verified,
+    then ``dest.part`` is renamed onto ``dest``. A file of the wrong size or SHA-256 is deleted, never put in
+    place; a damaged one is kept as ``dest.part`` and named in the ``VerificationError``.
+    ``on_downloaded(dest, size, sha256)`` is called after a download (not for a file already in place).
     """
     dest = Path(dest)
-    if isinstance(sources, (str, Source)):
-        sources = [sources]
-    sources = [s if isinstance(s, Source) else Source(s) for s in sources]
+    if already_complete(dest, sha256, size, log):
+        return dest
+    sources = _as_sources(sources() if callable(sources) else sources)
     if not sources:
         raise DownloadError(f"{dest.name}: no download source is known")
-    label = dest.name
-    if dest.exists():
-        problem = verification_problem(dest, sha256, size)
-        if problem is None:
-            log(f"{dest}: already present" + (" and verified" if sha256 or size is not None else ""))
-            return dest
-        log(f"{dest}: {problem}; downloading it again")
     dest.parent.mkdir(parents=True, exist_ok=True)
     part_path = dest.with_name(dest.name + ".part")
-    jar = CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    opener.cookiejar = jar  # read back for Google Drive's download_warning cookie
-    transfer = _Transfer(label, binary, size, timeout, progress, log, opener)
-    errors: list[str] = []
+    transfer = _Transfer(dest.name, binary, size, sha256, timeout, progress, log, _cookie_opener())
+    errors: list[DownloadError] = []
     for index, source in enumerate(sources):
-        log(f"{label}: downloading from {source.url}")
+        log(f"{dest.name}: downloading from {source.url}")
         part = _PartialFile(part_path)
         if index:  # bytes from another server are not resumed: the two copies might differ
             part.truncate()
@@ -546,30 +741,83 @@ def download(
         except LocalProblemError:
             raise
         except DownloadError as exc:
-            errors.append(str(exc))
+            errors.append(exc)
             continue
         finally:
             part.close()
-        actual_sha = part.digest.hexdigest()
-        problem = None
-        if size is not None and part.length != size:
-            problem = f"size {part.length} bytes, expected {size}"
-        elif sha256 and actual_sha != sha256.lower():
-            problem = f"SHA-256 {actual_sha}, expected {sha256.lower()}"
+        problem = _size_or_hash_problem(part, size, sha256)
         if problem:
             part_path.unlink(missing_ok=True)
             errors.append(
-                f"{label}: downloaded file from {source.url} is not the expected one ({problem}); deleted"
+                VerificationError(
+                    f"{dest.name}: downloaded file from {source.url} is not the expected one ({problem}); deleted"
+                )
             )
             continue
         os.replace(part_path, dest)
-        log(f"{dest}: done ({human_size(part.length)}, SHA-256 {actual_sha}{', verified' if sha256 else ''})")
+        checked = "verified" if sha256 else "not verified: no SHA-256 known"
+        log(f"{dest}: done ({human_size(part.length)}, SHA-256 {part.digest.hexdigest()}, {checked})")
+        if on_downloaded is not None:
+            on_downloaded(dest, part.length, part.digest.hexdigest())
         return dest
     if part_path.exists() and part_path.stat().st_size == 0:
         part_path.unlink()  # nothing worth resuming
-    if len(errors) == 1:
-        raise DownloadError(errors[0])
-    raise DownloadError(f"{label}: every source failed: " + " | ".join(errors))
+    raise _combined_error(dest.name, errors)
+
+
+def _as_sources(sources: SourceList) -> list[Source]:
+    if isinstance(sources, (str, Source)):
+        sources = [sources]
+    return [s if isinstance(s, Source) else Source(s) for s in sources]
+
+
+def _cookie_opener() -> urllib.request.OpenerDirector:
+    jar = CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    opener.cookiejar = jar  # read back for Google Drive's download_warning cookie
+    return opener
+
+
+def _size_or_hash_problem(part: _PartialFile, size: int | None, sha256: str | None) -> str | None:
+    if size is not None and part.length != size:
+        return f"size {part.length} bytes, expected {size}"
+    if sha256 and part.digest.hexdigest() != sha256.lower():
+        return f"SHA-256 {part.digest.hexdigest()}, expected {sha256.lower()}"
+    return None
+
+
+def _combined_error(label: str, errors: list[DownloadError]) -> DownloadError:
+    """One error for every source's failure; a verification failure stays one, naming the file it kept."""
+    last = errors[-1]
+    message = (
+        str(last) if len(errors) == 1 else f"{label}: every source failed: " + " | ".join(map(str, errors))
+    )
+    if isinstance(last, VerificationError):
+        kept = last.path if last.path is not None and last.path.exists() else None
+        return VerificationError(message, kept)
+    return DownloadError(message)
+
+
+def elsewhere_hint(dest: Path, mirror_name: str, page: str) -> str:
+    """One line for a file that could not be fetched: run again, a mirror, or a download by hand."""
+    part = dest.with_name(dest.name + ".part")
+    partial = part.is_file() and part.stat().st_size > 0
+    again = (
+        f"run again to resume the {human_size(part.stat().st_size)} in {part}"
+        if partial
+        else "run again later"
+    )
+    return (
+        f"{dest}: not downloaded; {again}, or fetch it from a mirror with --mirror URL (or {MIRROR_ENV}=URL) "
+        f"serving URL/{mirror_name}, or download it by hand from {page} and save it as {dest}"
+    )
+
+
+def refetch_hint(exc: VerificationError, command: str) -> str:
+    """``exc``'s message with the shell command that deletes the file it names and fetches it again."""
+    if exc.path is None:
+        return f"{exc}; fetch it again with: {command}"
+    return f"{exc}; delete it and fetch it again: rm -- {shlex.quote(str(exc.path))} && {command}"
 
 
 # ------------------------------------------------------------------------------------------- unpacking
@@ -589,8 +837,8 @@ def archive_kind(path: str | Path) -> str:
     with open(path, "rb") as f:
         head = f.read(512)
     if _looks_like_html(head):
-        raise DownloadError(f"{path}: is an HTML page, not an archive (the download went wrong; delete it)")
-    raise DownloadError(f"{path}: not a zip, tar or rar archive")
+        raise VerificationError(f"{path}: is an HTML page, not an archive (the download went wrong)", path)
+    raise VerificationError(f"{path}: not a zip, tar or rar archive", path)
 
 
 def _safe_parts(name: str, archive: Path) -> tuple[str, ...]:
@@ -782,8 +1030,8 @@ def safe_extract(archive: str | Path, target: str | Path, *, log: Callable[[str]
         if _is_disk_full(exc):
             raise DownloadError(f"{target}: no space left on device while unpacking {archive.name}") from exc
         raise DownloadError(f"{archive}: cannot unpack: {exc}") from exc
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
-        raise DownloadError(f"{archive}: damaged archive: {exc}") from exc
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as exc:
+        raise VerificationError(f"{archive}: damaged archive: {first_line(exc)}", archive) from exc
 
 
 def remove_tree(path: Path) -> None:

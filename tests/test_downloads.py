@@ -40,9 +40,17 @@ FAST = dict(retries=3, backoff=0.001, progress=False)  # tiny backoff keeps the 
 
 
 def serve_bytes(
-    handler, body: bytes, *, ranges=True, cut=False, content_type="application/octet-stream", extra=()
+    handler,
+    body: bytes,
+    *,
+    ranges=True,
+    cut=False,
+    content_type="application/octet-stream",
+    extra=(),
+    length=True,
 ):
-    """Answer GET with ``body``; honour ``Range: bytes=N-`` if ``ranges``; with ``cut`` stop half-way."""
+    """Answer GET with ``body``; honour ``Range: bytes=N-`` if ``ranges``; with ``cut`` stop half-way; without
+    ``length`` send no Content-Length (the body ends when the connection closes, so a cut looks like the end)."""
     start, status = 0, 200
     requested = handler.headers.get("Range")
     if ranges and requested:
@@ -56,7 +64,8 @@ def serve_bytes(
     payload = body[start:]
     handler.send_response(status)
     handler.send_header("Content-Type", content_type)
-    handler.send_header("Content-Length", str(len(payload)))
+    if length:
+        handler.send_header("Content-Length", str(len(payload)))
     if status == 206:
         handler.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
     for name, value in extra:
@@ -271,6 +280,162 @@ def test_disk_full_while_writing_is_one_clear_error(server, payload, tmp_path, m
         download(f"{server.url}/w.bin", tmp_path / "w.bin", log=quiet_log()[1], **FAST)
     assert len(server.requests) == 1  # not retried: another attempt would hit the same full disk
     assert not (tmp_path / "w.bin").exists()
+
+
+# ------------------------------------------------------------- no known size or SHA-256, no Content-Length
+
+
+@pytest.fixture
+def zip_payload(tmp_path):
+    """A real zip archive of about 300 KB (incompressible members), as bytes."""
+    rng = np.random.default_rng(1)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for i in range(3):
+            zf.writestr(f"LA/part{i}.bin", rng.bytes(100_000))
+    return buffer.getvalue()
+
+
+def first_run_then_down(body, **kwargs):
+    """A route: the first answer per ``kwargs`` (e.g. cut, no length), then 503 (the first run gives up),
+    then, for the next run, the whole file with Range support."""
+
+    def route(h, q, n):
+        if n == 0:
+            serve_bytes(h, body, **kwargs)
+        elif n == 1:
+            h.send_error(503, "Service Unavailable")
+        else:
+            serve_bytes(h, body)
+
+    return route
+
+
+def test_cut_response_without_content_length_stays_partial_and_next_run_completes_it(
+    server, zip_payload, tmp_path
+):
+    # the first answer has no length and is cut half-way: to the client it looks like a complete response
+    server.routes["/LA.zip"] = first_run_then_down(zip_payload, length=False, cut=True)
+    dest = tmp_path / "LA.zip"
+    lines, log = quiet_log()
+    with pytest.raises(DownloadError, match=r"HTTP 503"):
+        download(f"{server.url}/LA.zip", dest, log=log, retries=0, backoff=0.001, progress=False)
+    assert any("LA.zip: the server sent no length and the file is incomplete" in line for line in lines)
+    assert not dest.exists()  # not renamed into place
+    assert (tmp_path / "LA.zip.part").read_bytes() == zip_payload[: len(zip_payload) // 2]
+
+    download(f"{server.url}/LA.zip", dest, log=log, **FAST)  # the next run resumes it
+    assert dest.read_bytes() == zip_payload and not (tmp_path / "LA.zip.part").exists()
+    assert server.hits("/LA.zip")[2]["Range"] == f"bytes={len(zip_payload) // 2}-"
+    assert "not verified: no SHA-256 known" in lines[-1] and sha(zip_payload) in lines[-1]
+    download(f"{server.url}/LA.zip", dest, log=log, **FAST)
+    assert lines[-1] == f"{dest}: already present (a complete zip file)" and len(server.requests) == 3
+
+
+def test_cut_response_without_content_length_is_resumed_in_the_same_run(server, zip_payload, tmp_path):
+    server.routes["/LA.zip"] = lambda h, q, n: serve_bytes(h, zip_payload, length=False, cut=(n == 0))
+    download(f"{server.url}/LA.zip", tmp_path / "LA.zip", log=quiet_log()[1], **FAST)
+    assert (tmp_path / "LA.zip").read_bytes() == zip_payload and len(server.requests) == 2
+
+
+def test_complete_archive_without_content_length_is_accepted_by_its_listing(server, zip_payload, tmp_path):
+    server.file("/LA.zip", zip_payload, length=False)
+    download(f"{server.url}/LA.zip", tmp_path / "LA.zip", log=quiet_log()[1], **FAST)
+    assert (tmp_path / "LA.zip").read_bytes() == zip_payload
+    assert len(server.requests) == 1  # the central directory checked out: no second request
+
+
+def test_file_without_length_or_checkable_format_is_complete_once_the_server_confirms_its_end(
+    server, payload, tmp_path
+):
+    server.file("/w.bin", payload, length=False)
+    dest = tmp_path / "w.bin"
+    lines, log = quiet_log()
+    download(f"{server.url}/w.bin", dest, log=log, **FAST)
+    assert dest.read_bytes() == payload
+    assert any("the server sent no length and its contents cannot be checked" in line for line in lines)
+    assert server.hits("/w.bin")[1]["Range"] == f"bytes={len(payload)}-" and len(server.requests) == 2
+
+
+def test_unconfirmed_file_stays_partial_and_the_next_run_confirms_it(server, payload, tmp_path):
+    server.routes["/w.bin"] = first_run_then_down(payload, length=False)
+    dest = tmp_path / "w.bin"
+    with pytest.raises(DownloadError, match=r"HTTP 503"):
+        download(f"{server.url}/w.bin", dest, log=quiet_log()[1], retries=0, backoff=0.001, progress=False)
+    assert not dest.exists() and (tmp_path / "w.bin.part").read_bytes() == payload
+    download(f"{server.url}/w.bin", dest, log=quiet_log()[1], **FAST)  # "416: it ends there"
+    assert dest.read_bytes() == payload and server.hits("/w.bin")[2]["Range"] == f"bytes={len(payload)}-"
+    assert len(server.requests) == 3  # no byte fetched twice
+
+
+def test_file_without_length_from_a_server_without_ranges_is_never_accepted(server, payload, tmp_path):
+    server.file("/w.bin", payload, length=False, ranges=False)
+    with pytest.raises(
+        DownloadError, match=r"contents cannot be checked; asking for the rest \(gave up after"
+    ):
+        download(f"{server.url}/w.bin", tmp_path / "w.bin", log=quiet_log()[1], **FAST)
+    assert not (tmp_path / "w.bin").exists() and (tmp_path / "w.bin.part").exists()
+
+
+def test_damaged_archive_is_not_accepted_and_named_with_its_path(server, zip_payload, tmp_path):
+    damaged = bytearray(zip_payload)
+    damaged[-30:-20] = b"\xff" * 10  # the end-of-central-directory record
+    server.file("/LA.zip", bytes(damaged), length=False)
+    dest = tmp_path / "LA.zip"
+    with pytest.raises(
+        download_utils.VerificationError,
+        match=r"LA\.zip\.part: not a complete zip file \(.*\), although the server sent the whole file",
+    ) as caught:
+        download(f"{server.url}/LA.zip", dest, log=quiet_log()[1], **FAST)
+    assert caught.value.path == tmp_path / "LA.zip.part" and caught.value.path.exists()
+    assert not dest.exists()
+    hint = download_utils.refetch_hint(caught.value, "python download_dataset.py --dataset LA")
+    assert hint.endswith(
+        f"delete it and fetch it again: rm -- {caught.value.path} && python download_dataset.py --dataset LA"
+    )
+
+
+@pytest.mark.parametrize("suffix", [".zip", ".tar", ".tar.gz", ".tar.xz", ".tar.bz2", ".json"])
+def test_format_check_finds_every_cut(tmp_path, suffix):
+    source = tmp_path / ("whole" + suffix)
+    if suffix == ".json":
+        source.write_text(json.dumps({"a": list(range(200))}))
+    elif suffix == ".zip":
+        make_zip(source, ["LA/a.txt", "LA/b.txt"])
+    else:
+        members = [tar_file(f"f{i}", np.random.default_rng(i).bytes(3000)) for i in range(3)]
+        with tarfile.open(source, "w:" + suffix.removeprefix(".tar").lstrip(".")) as tf:
+            for info, data in members:
+                tf.addfile(info, io.BytesIO(data))
+    data = source.read_bytes()
+    kind = download_utils.file_format(source)
+    assert download_utils.format_problem(source, kind) is None
+    cut = tmp_path / ("cut" + suffix)
+    # a plain tar ends with zero padding: cutting into that padding loses nothing, so cut before it
+    last_useful = len(data.rstrip(b"\0")) if suffix == ".tar" else len(data)
+    for length in sorted({1, 100, len(data) // 2, last_useful - 1, last_useful - 8} - {0}):
+        cut.write_bytes(data[:length])
+        assert download_utils.format_problem(cut, kind), (suffix, length)
+
+
+def test_truncated_archive_renamed_into_place_by_an_older_version_is_resumed(server, zip_payload, tmp_path):
+    server.file("/LA.zip", zip_payload)
+    dest = tmp_path / "LA.zip"
+    dest.write_bytes(zip_payload[:100_000])  # what the old downloader left: a cut file in place
+    lines, log = quiet_log()
+    download(f"{server.url}/LA.zip", dest, log=log, **FAST)
+    assert dest.read_bytes() == zip_payload
+    assert server.requests[0][1]["Range"] == "bytes=100000-"
+    assert (
+        lines[0].startswith(f"{dest}: not a complete zip file") and "resuming it as LA.zip.part" in lines[0]
+    )
+
+
+def test_refused_range_without_the_matching_total_starts_over(server, payload, tmp_path):
+    (tmp_path / "w.bin.part").write_bytes(b"x" * (len(payload) + 5))  # longer than the file
+    server.file("/w.bin", payload)
+    download(f"{server.url}/w.bin", tmp_path / "w.bin", sha256=sha(payload), log=quiet_log()[1], **FAST)
+    assert (tmp_path / "w.bin").read_bytes() == payload
 
 
 # ---------------------------------------------------------------------------------------- Google Drive
@@ -566,7 +731,7 @@ def make_dses_zip(path: Path, work: Path) -> Path:
     return path
 
 
-def test_dses_from_kaggle_with_credentials_redirect_and_protocol(server, tmp_path, monkeypatch):
+def test_dses_from_kaggle_with_credentials_redirect_and_layout_scan(server, tmp_path, monkeypatch):
     body = make_dses_zip(tmp_path / "dses.zip", tmp_path / "src").read_bytes()
     expected_auth = "Basic " + base64.b64encode(b"alice:s3cret").decode()
 
@@ -593,12 +758,15 @@ def test_dses_from_kaggle_with_credentials_redirect_and_protocol(server, tmp_pat
     )
     assert root == tmp_path / "dataset/DSES"
     assert (root / "ESD/0011/Angry/0011_000351.wav").is_file()
-    protocol = (root / download_dataset.DSES_PROTOCOL).read_text().splitlines()
-    assert protocol[0].split("\t") == ["utt_id", "speaker", "emotion", "system", "key", "path"]
-    assert sorted(line.split("\t")[2:5] for line in protocol[1:]) == [
+    # the layout is scanned (emotions normalised, systems found); no protocol file is written into the data
+    # (main.py scans DSES itself for each run)
+    assert any(line.startswith(f"{root}: DSES layout: ") for line in lines)
+    trials = download_dataset.check_dses_layout(root, log=quiet_log()[1])
+    assert sorted([t.emotion, t.system, t.key] for t in trials) == [
         ["angry", "-", "bonafide"],
         ["surprise", "Zonos", "spoof"],
     ]
+    assert sorted(p.name for p in root.iterdir()) == ["ESD", "Zonos"]
     assert not (tmp_path / "dataset/DSES.zip").exists()
 
 
@@ -745,3 +913,178 @@ def test_folder_entry_fetches_each_file_under_its_own_name(server, payload, tmp_
         "pytorch_model.bin",
     ]
     assert (folder / "pytorch_model.bin").read_bytes() == payload
+
+
+def closed_port_url() -> str:
+    """A URL on 127.0.0.1 where nothing listens: every connection is refused at once (a dead network)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def test_dead_network_names_the_mirror_option_the_manual_page_and_the_target(tmp_path):
+    out = tmp_path / "weights"
+    env = {download_utils.MIRROR_ENV: closed_port_url() + "/m"}
+    result = run_cli(
+        "download_weights.py",
+        "--model",
+        "AASIST_FiLM",
+        "--no_deps",
+        "--output_dir",
+        str(out),
+        "--quiet",
+        "--retries",
+        "1",
+        env=env,
+    )
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith(("error:", str(out)))]
+    assert re.fullmatch(
+        r"error: AASIST_FiLM\.pth: cannot reach http://127\.0\.0\.1:\d+/m/AASIST_FiLM\.pth: .*"
+        r"\(gave up after 1 retries\)",
+        errors[0],
+    )
+    hint = errors[1]
+    assert hint.startswith(
+        f"{out / 'AASIST_FiLM.pth'}: not downloaded; run again later, or fetch it from a mirror"
+    )
+    assert (
+        "--mirror URL" in hint
+        and f"{download_utils.MIRROR_ENV}=URL" in hint
+        and "URL/AASIST_FiLM.pth" in hint
+    )
+    drive_id = download_weights.load_registry()["AASIST_FiLM"]["gdrive_id"]
+    assert f"download it by hand from https://drive.google.com/file/d/{drive_id}/view" in hint
+    assert hint.endswith(f"save it as {out / 'AASIST_FiLM.pth'}")
+    assert "Traceback" not in result.stderr
+
+
+def test_dead_network_hint_says_what_a_rerun_resumes(tmp_path):
+    dest = tmp_path / "LA.zip"
+    (tmp_path / "LA.zip.part").write_bytes(bytes(2048))
+    hint = download_utils.elsewhere_hint(dest, "LA.zip", "https://example.org/page")
+    assert hint.startswith(f"{dest}: not downloaded; run again to resume the 2.0 KiB in {dest}.part, or ")
+
+
+def test_dead_network_hint_for_each_missing_file_of_a_folder_entry(tmp_path):
+    registry = download_weights.load_registry()
+    lines = download_weights.how_to_get_it_elsewhere(registry["wav2vec2-xls-r-300m"], tmp_path)
+    assert [line.split(":")[0] for line in lines] == [
+        str(tmp_path / "wav2vec2-xls-r-300m" / name)
+        for name in ("config.json", "preprocessor_config.json", "pytorch_model.bin")
+    ]
+    assert "https://huggingface.co/facebook/wav2vec2-xls-r-300m/resolve/main/pytorch_model.bin" in lines[2]
+    assert "URL/wav2vec2-xls-r-300m/pytorch_model.bin" in lines[2]
+
+
+def test_dataset_dead_network_names_the_mirror_option_the_manual_page_and_the_target(tmp_path):
+    out = tmp_path / "dataset"
+    result = run_cli(
+        "download_dataset.py",
+        "--dataset",
+        "LA",
+        "--output_dir",
+        str(out),
+        "--quiet",
+        "--retries",
+        "0",
+        "--mirror",
+        closed_port_url(),
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    error, hint = result.stderr.strip().splitlines()
+    assert error.startswith("error: LA.zip: cannot reach http://127.0.0.1:")
+    assert hint.startswith(f"{out / 'LA.zip'}: not downloaded; run again later, or fetch it from a mirror")
+    assert "--mirror URL" in hint and f"{download_utils.MIRROR_ENV}=URL" in hint
+    assert f"download it by hand from {download_dataset.LA_PAGE} and save it as {out / 'LA.zip'}" in hint
+
+
+def la_cli_error(out: Path, mirror: str) -> str:
+    """The one error line of a failing ``download_dataset.py --dataset LA`` run from ``mirror``."""
+    result = run_cli(
+        "download_dataset.py", "--dataset", "LA", "--output_dir", str(out), "--quiet", "--mirror", mirror
+    )
+    assert result.returncode == 1
+    (error,) = result.stderr.strip().splitlines()
+    return error
+
+
+def test_damaged_dataset_archive_is_named_with_the_command_to_delete_and_fetch_it_again(server, tmp_path):
+    out = tmp_path / "dataset"
+    server.file("/m/LA.zip", b"PK\x03\x04" + bytes(5000))  # complete by its length, but no zip
+    error = la_cli_error(out, f"{server.url}/m")
+    part = out / "LA.zip.part"
+    assert error.startswith(
+        f"error: {part}: not a complete zip file (File is not a zip file), although the server"
+    )
+    command = f"python download_dataset.py --dataset LA --output_dir {out} --mirror {server.url}/m"
+    assert error.endswith(f"; delete it and fetch it again: rm -- {part} && {command}")
+    assert part.exists() and not (out / "LA.zip").exists()  # never put in place; the command deletes it
+
+
+def test_archive_that_fails_to_unpack_is_named_with_the_command_to_delete_and_fetch_it_again(
+    server, tmp_path
+):
+    out = tmp_path / "dataset"
+    la_zip = bytearray(make_la_zip(tmp_path / "LA.zip", tmp_path / "src").read_bytes())
+    member_data = la_zip.index(b"LA_0079 LA_T")  # a protocol's bytes (stored): its CRC no longer matches
+    la_zip[member_data : member_data + 7] = b"XX_0079"  # while the listing stays intact
+    server.file("/m/LA.zip", bytes(la_zip))
+    error = la_cli_error(out, f"{server.url}/m")
+    assert error.startswith(f"error: {out / 'LA.zip'}: damaged archive: ")
+    command = f"python download_dataset.py --dataset LA --output_dir {out} --mirror {server.url}/m"
+    assert error.endswith(f"; delete it and fetch it again: rm -- {out / 'LA.zip'} && {command}")
+
+
+def test_list_says_which_checksums_are_still_unknown(tmp_path):
+    registry = download_weights.load_registry()
+    unknown = [
+        name
+        for key, entry in registry.items()
+        for name in (
+            [f"{entry['filename']}/{f['filename']}" for f in entry["files"] if not f.get("sha256")]
+            if "files" in entry
+            else ([entry["filename"]] if not entry.get("sha256") else [])
+        )
+    ]
+    total = sum(len(entry.get("files", [entry])) for entry in registry.values())
+    result = run_cli("download_weights.py", "--list", "--output_dir", str(tmp_path))
+    assert result.returncode == 0
+    assert (
+        f"SHA-256 not yet recorded for {len(unknown)} of {total} files: {', '.join(unknown)}."
+        in result.stdout
+    )
+    assert "AASIST.pth" not in result.stdout.split("SHA-256 not yet recorded")[1].split(".")[0]
+    assert "wav2vec2-xls-r-300m  ->  wav2vec2-xls-r-300m  (size unknown, 3 files, SHA-256 unknown for 3," in (
+        result.stdout
+    )
+
+
+def test_download_of_a_file_without_known_checksum_prints_what_to_record(server, zip_payload, tmp_path):
+    server.file("/m/AASIST_FiLM.pth", zip_payload)  # a torch checkpoint is a zip file
+    registry = download_weights.load_registry()
+    lines, log = quiet_log()
+    download_weights.fetch_entry(
+        "AASIST_FiLM", registry["AASIST_FiLM"], tmp_path, mirror=f"{server.url}/m", log=log, **FAST
+    )
+    assert lines[-1] == (
+        f"{tmp_path / 'AASIST_FiLM.pth'}: models/weights_registry.json does not know this file's SHA-256 yet; "
+        f'once it is confirmed to be the right file, record "sha256": "{sha(zip_payload)}", '
+        f'"size": {len(zip_payload)} under "AASIST_FiLM"'
+    )
+
+
+@pytest.mark.parametrize("script", ["download_weights.py", "download_dataset.py"])
+def test_help_documents_the_exit_codes(script):
+    result = run_cli(script, "--help")
+    text = " ".join(result.stdout.split())
+    assert result.returncode == 0
+    assert (
+        "Exit status: 0 " in text
+        and "; 1 " in text
+        and "; 2 bad arguments" in text
+        and "130 interrupted" in text
+    )
