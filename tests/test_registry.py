@@ -81,11 +81,6 @@ def test_frozen_parts_stay_in_eval_mode():
             self.frozen = models.freeze(Tiny())
             self.head = nn.Linear(4, 2)
 
-        def train(self, mode: bool = True):
-            super().train(mode)
-            models.keep_frozen_in_eval(self)
-            return self
-
     model = Fused().train()
     assert model.training and model.head.training
     assert not model.frozen.training and not model.frozen.encoder[1].training
