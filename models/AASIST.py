@@ -650,7 +650,7 @@ class AASISTGraphBackend(nn.Module):
 # ------------------------------------------------------------------------------------------------------------
 
 OPTIONS = {
-    "filts": Option(aasist_filts, note="[sinc filters, [1, c1], [c1, c2], [c2, c3], [c3, c3]]"),
+    "filts": Option(aasist_filts),  # [sinc filters, [1, c1], [c1, c2], [c2, c3], [c3, c3]]
     "first_conv": Option(integer, note="sinc kernel size"),
     "gat_dims": Option(list_of(integer, 2)),
     "pool_ratios": Option(list_of(number, 4)),

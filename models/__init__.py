@@ -150,10 +150,9 @@ def load_weights(
     label = what or (str(source) if not isinstance(source, Mapping) else type(model).__name__)
     state = load_state_dict(source) if not isinstance(source, Mapping) else dict(source)
     state = strip_prefix(state, "module.")
+    # a model that knows its authors' checkpoint layout maps it (e.g. fairseq XLS-R keys)
     convert = getattr(model, "convert_state_dict", None)
-    if callable(
-        convert
-    ):  # a model that knows its authors' checkpoint layout maps it (e.g. fairseq XLS-R keys)
+    if callable(convert):
         state = convert(state)
     check_state_dict_fits(model, state, label)
     model.load_state_dict(state, strict=True)

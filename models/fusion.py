@@ -54,9 +54,11 @@ DEFAULT_SER_NUM_CLASSES = 4  # the published ser_acrnn.pth (AMSDF): neutral, hap
 FILM_HIDDEN = 128
 RANDOM_PART = "a weight file, or null for a randomly initialised frozen part, tests only"
 
-# the AASIST's model_config; the upstream configs also keep aasist_path in it
+# the AASIST's model_config; the upstream configs also keep aasist_path in it. Its nb_samp is accepted but not
+# filled in: the data pipeline reads the fusion model's own nb_samp.
 AASIST_SECTION = {
     **AASIST_OPTIONS,
+    "nb_samp": Option(integer, default=ABSENT),
     "architecture": Option(text, default="AASIST", choices=("AASIST",)),
     "aasist_path": Option(text, default=ABSENT, nullable=True),
 }

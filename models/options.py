@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -75,8 +76,8 @@ def text(value: Any) -> str:
 
 
 def list_of(kind: Callable[[Any], Any], length: int) -> Callable[[Any], list]:
-    """A list of exactly ``length`` values of ``kind``."""
-    what = f"a list of {length} {kind.__name__} values"
+    """A list of exactly ``length`` values of ``kind`` (``integer`` or ``number``)."""
+    what = f"a list of {length} {kind.__name__}s"
 
     def kind_list(value: Any) -> list:
         if not isinstance(value, list | tuple) or len(value) != length:
@@ -139,7 +140,8 @@ NB_SAMP_OPTION = Option(integer, default=NB_SAMP, note="samples per training or 
 
 
 def _shown(value: Any) -> str:
-    shown = repr(value)
+    """A value as JSON (as the user wrote it), shortened to keep the message on one line."""
+    shown = json.dumps(value, default=repr)
     return shown if len(shown) <= 80 else shown[:77] + "..."
 
 
@@ -162,7 +164,7 @@ def _read_value(value: Any, option: Option, key: str, owner: str) -> Any:
     except InvalidValue as exc:
         raise ConfigError(f"{owner}: {key} {exc}, got {_shown(value)}{note}") from None
     if option.choices and read not in option.choices:
-        allowed = " or ".join(repr(choice) for choice in option.choices)
+        allowed = " or ".join(_shown(choice) for choice in option.choices)
         raise ConfigError(f"{owner}: {key} must be {allowed}, got {_shown(value)}{note}")
     return read
 

@@ -623,12 +623,6 @@ class XLSR(nn.Module):
         check_state_dict_fits(self.model, state, f"{label} (wav2vec 2.0)")
         self.model.load_state_dict(state, strict=True)
 
-    def hf_state_dict_from(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Fairseq- or HF-named wav2vec 2.0 weights renamed to ``self.model``'s keys (not loaded)."""
-        if is_fairseq_naming(state):
-            state = fairseq_to_hf(state)
-        return match_model_naming(state, self.model)
-
     def save_pretrained(self, directory: str | Path) -> None:
         """Write a Hugging Face directory (config.json + model.safetensors) for ``from_pretrained``."""
         self.model.save_pretrained(str(directory))
