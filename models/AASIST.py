@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.options import NB_SAMP_OPTION, Option, aasist_filts, integer, list_of, number, read_options
+
 # Elements per intermediate tensor in the chunked CPU path (8 MB of float32), chosen by measurement on a 2-core
 # machine: larger chunks spill out of the caches (1 << 22 is 15% slower), smaller ones multiply the number of
 # operations, each a parallel region that costs up to a scheduler time slice when other processes compete for
@@ -647,32 +649,38 @@ class AASISTGraphBackend(nn.Module):
 # The model
 # ------------------------------------------------------------------------------------------------------------
 
-REQUIRED_KEYS = ("filts", "first_conv", "gat_dims", "pool_ratios", "temperatures")
+OPTIONS = {
+    "filts": Option(aasist_filts),  # [sinc filters, [1, c1], [c1, c2], [c2, c3], [c3, c3]]
+    "first_conv": Option(integer, note="sinc kernel size"),
+    "gat_dims": Option(list_of(integer, 2)),
+    "pool_ratios": Option(list_of(number, 4)),
+    "temperatures": Option(list_of(number, 4)),
+    "nb_samp": NB_SAMP_OPTION,  # read by the data pipeline; the model takes any length above min_samples
+}
 BAND_POOL = 3  # the front-end's 3x3 max-pool
 TIME_POOL = 3
 N_BLOCKS = 6  # residual blocks, each pooling time by 3
 
 
 class Model(AASISTGraphBackend):
-    """AASIST. ``model_config``: filts [n_sinc_filters, [1, c1], [c1, c2], [c2, c3], [c3, c3]], first_conv
-    (sinc kernel size), gat_dims [d1, d2], pool_ratios (4), temperatures (4); nb_samp is not needed.
+    """AASIST. ``model_config`` (``OPTIONS``): filts [n_sinc_filters, [1, c1], [c1, c2], [c2, c3], [c3, c3]],
+    first_conv (sinc kernel size), gat_dims [d1, d2], pool_ratios (4), temperatures (4); nb_samp is the data
+    pipeline's.
 
     ``forward(x, Freq_aug=False)``: waveform (B, T) at 16 kHz -> (embedding (B, 5 * d2), logits (B, 2)).
     """
 
     def __init__(self, model_config: dict):
-        missing = [key for key in REQUIRED_KEYS if key not in model_config]
-        if missing:
-            raise KeyError(f"AASIST model_config lacks {', '.join(missing)}")
-        filts = model_config["filts"]
+        options = read_options(model_config, OPTIONS, "AASIST model_config")
+        filts = options["filts"]
         super().__init__(
             in_dim=filts[-1][-1],
-            gat_dims=model_config["gat_dims"],
-            pool_ratios=model_config["pool_ratios"],
-            temperatures=model_config["temperatures"],
+            gat_dims=options["gat_dims"],
+            pool_ratios=options["pool_ratios"],
+            temperatures=options["temperatures"],
             n_spectral_nodes=filts[0] // BAND_POOL,
         )
-        self.conv_time = SincConv(out_channels=filts[0], kernel_size=model_config["first_conv"])
+        self.conv_time = SincConv(out_channels=filts[0], kernel_size=options["first_conv"])
         self.first_bn = nn.BatchNorm2d(num_features=1)
         self.selu = nn.SELU(inplace=True)
         self.encoder = ResidualEncoder(filts[1:])

@@ -12,12 +12,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.fusion import FusionModel
+from models.fusion import OPTIONS, FusionModel
 
 
 class Model(FusionModel):
     def __init__(self, model_config: Mapping):
-        super().__init__(model_config)
+        super().__init__(model_config, OPTIONS, "AASIST_Concat")
         self.test_linear = nn.Linear(self.aasist_dim + self.emotion_dim, 2)
 
     def forward(self, x: torch.Tensor, Freq_aug: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

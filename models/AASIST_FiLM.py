@@ -12,12 +12,12 @@ from collections.abc import Mapping
 
 import torch
 
-from models.fusion import FiLMBlock, FusionModel, fusion_classifier
+from models.fusion import OPTIONS, FiLMBlock, FusionModel, fusion_classifier
 
 
 class Model(FusionModel):
     def __init__(self, model_config: Mapping):
-        super().__init__(model_config)
+        super().__init__(model_config, OPTIONS, "AASIST_FiLM")
         self.film = FiLMBlock(modulated_dim=self.aasist_dim, condition_dim=self.emotion_dim)
         self.classifier = fusion_classifier(self.aasist_dim)
 

@@ -22,9 +22,12 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from models.fusion import OPTIONS as FUSION_OPTIONS
 from models.fusion import FiLMBlock, FusionModel, fusion_classifier
+from models.options import Option, boolean
 
 BONAFIDE, SPOOF = 1, 0
+OPTIONS = {**FUSION_OPTIONS, "legacy_gate_class_order": Option(boolean, default=False)}
 
 
 class GatingBlock(nn.Module):
@@ -50,10 +53,10 @@ class GatingBlock(nn.Module):
 
 class Model(FusionModel):
     def __init__(self, model_config: Mapping):
-        super().__init__(model_config)
+        super().__init__(model_config, OPTIONS, "AASIST_GFiLM")
         self.film = FiLMBlock(modulated_dim=self.emotion_dim, condition_dim=self.aasist_dim)
         self.gated_block = GatingBlock(
-            self.emotion_dim, legacy_class_order=bool(model_config.get("legacy_gate_class_order", False))
+            self.emotion_dim, legacy_class_order=self.options["legacy_gate_class_order"]
         )
         self.classifier = fusion_classifier(self.emotion_dim)
 

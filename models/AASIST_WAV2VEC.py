@@ -18,19 +18,21 @@ other key is theirs unchanged (``LL``, ``first_bn``, ``first_bn1``, ``encoder.<i
 ``out_layer`` ...). Convert once:
 ``python -m models.AASIST_WAV2VEC LA_model.pth models/weights/AASIST_WAV2VEC_LA.pth``.
 
-model_config keys (defaults are the authors'):
+model_config keys (``OPTIONS``; defaults are the authors'):
     ssl_path        fairseq checkpoint (xlsr2_300m.pt), HF directory, or a size name ("tiny"); null: random
                     weights of ``ssl_size`` (tests, or when a whole-model checkpoint is loaded afterwards)
     ssl_size        "xlsr_300m" (default) or "tiny": the structure when ssl_path holds no config
     trust_pickle    false; true lets ssl_path pickle an argparse Namespace / OmegaConf config
                     (see models/wav2vec2.py)
-    freeze_ssl      false (the authors fine-tune XLS-R); true: XLS-R frozen, in eval mode, no gradients
+    freeze_ssl      false (the authors fine-tune XLS-R); true: XLS-R frozen (``models.freeze``): eval mode even
+                    while the model trains, no gradients
     gradient_checkpointing  false; true recomputes XLS-R layers in the backward pass (16 GB GPUs)
     bf16_autocast   false; true runs XLS-R under bfloat16 autocast (the back-end stays float32)
     filts           [128, [1, 32], [32, 32], [32, 64], [64, 64]]: projection size, then encoder channels
     gat_dims        [64, 32]
     pool_ratios     [0.5, 0.5, 0.5, 0.5]
     temperatures    [2.0, 2.0, 100.0, 100.0]
+    nb_samp         samples per crop, read by the data pipeline (64600)
 """
 
 from __future__ import annotations
@@ -41,25 +43,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models import ConfigError, keep_frozen_in_eval
 from models.AASIST import AASISTGraphBackend, ResidualEncoder
+from models.options import NB_SAMP_OPTION, Option, aasist_filts, integer, list_of, number, read_options
 from models.wav2vec2 import (
-    SSL_CONFIG_DEFAULTS,
+    SSL_OPTIONS,
     convert_checkpoint_main,
     convert_detector_checkpoint,
     convert_detector_state,
-    read_detector_config,
     xlsr_from_config,
 )
 
-DEFAULTS = {
-    **SSL_CONFIG_DEFAULTS,
-    "filts": [128, [1, 32], [32, 32], [32, 64], [64, 64]],
-    "gat_dims": [64, 32],
-    "pool_ratios": [0.5, 0.5, 0.5, 0.5],
-    "temperatures": [2.0, 2.0, 100.0, 100.0],
+OPTIONS = {
+    **SSL_OPTIONS,
+    "filts": Option(aasist_filts, default=[128, [1, 32], [32, 32], [32, 64], [64, 64]]),
+    "gat_dims": Option(list_of(integer, 2), default=[64, 32]),
+    "pool_ratios": Option(list_of(number, 4), default=[0.5, 0.5, 0.5, 0.5]),
+    "temperatures": Option(list_of(number, 4), default=[2.0, 2.0, 100.0, 100.0]),
+    "nb_samp": NB_SAMP_OPTION,  # read by the data pipeline
 }
-KNOWN_KEYS = set(DEFAULTS) | {"architecture", "nb_samp"}
 FEATURE_POOL = (3, 3)  # over (projected feature, frame)
 ATTENTION_HIDDEN = 128  # channels of the 1x1-conv attention map
 SSL_PREFIX = "ssl_model.model."
@@ -69,10 +70,8 @@ class Model(AASISTGraphBackend):
     """XLS-R front-end + AASIST back-end: (B, T) -> (embedding (B, 5 * gat_dims[1]), logits (B, 2))."""
 
     def __init__(self, model_config: dict):
-        config = read_detector_config(model_config, DEFAULTS, KNOWN_KEYS, "AASIST_WAV2VEC")
+        config = read_options(model_config, OPTIONS, "AASIST_WAV2VEC model_config")
         filts = config["filts"]
-        if len(filts) != 5 or not isinstance(filts[0], int):
-            raise ConfigError(f"AASIST_WAV2VEC model_config: filts {filts!r} is not [size, [in, out] x 4]")
         channels = filts[-1][-1]
         super().__init__(
             in_dim=channels,
@@ -81,7 +80,7 @@ class Model(AASISTGraphBackend):
             temperatures=config["temperatures"],
             n_spectral_nodes=filts[0] // FEATURE_POOL[0],
         )
-        self.freeze_ssl = bool(config["freeze_ssl"])
+        self.freeze_ssl = config["freeze_ssl"]
         self.ssl_model = xlsr_from_config(config)
         self.LL = nn.Linear(self.ssl_model.out_dim, filts[0])
         self.first_bn = nn.BatchNorm2d(num_features=1)
@@ -94,11 +93,6 @@ class Model(AASISTGraphBackend):
             nn.BatchNorm2d(ATTENTION_HIDDEN),
             nn.Conv2d(ATTENTION_HIDDEN, channels, kernel_size=(1, 1)),
         )
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        keep_frozen_in_eval(self)
-        return self
 
     def ssl_features(self, x: torch.Tensor) -> torch.Tensor:
         if self.freeze_ssl:

@@ -26,8 +26,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from models import ConfigError
-from models.emotion_features import NUM_BANDS, NUM_FRAMES, EmotionFeatures
+from models.emotion_features import NUM_BANDS, NUM_FRAMES, RECIPES, EmotionFeatures
+from models.options import NB_SAMP_OPTION, Option, boolean, integer, number, read_options, text
 
 CONV1_CHANNELS = 128
 CONV_CHANNELS = 256
@@ -40,6 +40,14 @@ EMBEDDING_DIM = 2 * LSTM_UNITS  # 256
 CLASSIFIER_UNITS = 64
 LEAKY_SLOPE = 0.01
 
+OPTIONS = {
+    "num_classes": Option(integer, note="emotion classes of its head"),
+    "features": Option(text, default="logfbank", choices=RECIPES),
+    "legacy_swap_time_freq": Option(boolean, default=False),
+    "dropout": Option(number, default=0.0),
+    "nb_samp": NB_SAMP_OPTION,  # read by the data pipeline (training it as an emotion recogniser)
+}
+
 
 class Model(nn.Module):
     """Emotion encoder with its front-end and an emotion classifier head.
@@ -51,15 +59,11 @@ class Model(nn.Module):
 
     def __init__(self, model_config: Mapping):
         super().__init__()
-        if "num_classes" not in model_config:
-            raise ConfigError("ACRNN model_config has no 'num_classes' key (emotion classes of its head)")
-        self.num_classes = int(model_config["num_classes"])
-        self.legacy_swap_time_freq = bool(model_config.get("legacy_swap_time_freq", False))
-        try:
-            self.frontend = EmotionFeatures(model_config.get("features", "logfbank"))
-        except ValueError as exc:
-            raise ConfigError(f"ACRNN model_config 'features': {exc}") from exc
-        dropout = float(model_config.get("dropout", 0.0))
+        options = read_options(model_config, OPTIONS, "ACRNN model_config")
+        self.num_classes = options["num_classes"]
+        self.legacy_swap_time_freq = options["legacy_swap_time_freq"]
+        self.frontend = EmotionFeatures(options["features"])
+        dropout = options["dropout"]
 
         # kernel 5 along time, 3 along bands in the correct layout; 'same' padding as the TensorFlow original
         self.conv1 = nn.Conv2d(3, CONV1_CHANNELS, (5, 3), padding=(2, 1))

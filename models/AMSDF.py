@@ -30,7 +30,7 @@ fide; with 0 the model swaps its two logits, so the returned ``logits[:, 1]`` is
 If the README is right, M1-M3 need ``bonafide_class: 0``; check on a few files of known class (a swapped
 order shows as an EER near 100 %).
 
-model_config keys (defaults are the authors'):
+model_config keys (``OPTIONS``; defaults are the authors'):
     ssl_path, ssl_size, trust_pickle, freeze_ssl, gradient_checkpointing, bf16_autocast
                         the XLS-R text view, as in models/AASIST_WAV2VEC.py (default: fine-tuned)
     emotion_path        ACRNN weights (ser_acrnn.pth), loaded strictly; null: random (tests, or when a
@@ -50,31 +50,36 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models import ConfigError, freeze, keep_frozen_in_eval, load_weights
+from antispoof.audio import NB_SAMP
+from models import freeze, load_weights
 from models.AASIST import GraphAttentionLayer, GraphPool, HtrgGraphAttentionLayer, ResidualEncoder, SincConv
 from models.ACRNN import Model as ACRNN
+from models.emotion_features import RECIPES
+from models.options import Option, boolean, integer, read_options, text
 from models.wav2vec2 import (
-    SSL_CONFIG_DEFAULTS,
+    SSL_OPTIONS,
     convert_checkpoint_main,
     convert_detector_checkpoint,
     convert_detector_state,
-    read_detector_config,
     xlsr_from_config,
 )
 
-NB_SAMP = 64600
-DEFAULTS = {
-    **SSL_CONFIG_DEFAULTS,
-    "emotion_path": None,
-    "emotion_num_classes": 4,
-    "emotion_features": "logfbank",
-    "freeze_emotion": False,
-    "bonafide_class": 1,
-    "nb_samp": NB_SAMP,
-}
-KNOWN_KEYS = set(DEFAULTS) | {"architecture"}
 NODE_DIM = 64
 VIEW_STEPS = 50  # steps of the emotion and text views (BatchNorm over steps needs exactly this many)
+OPTIONS = {
+    **SSL_OPTIONS,
+    "emotion_path": Option(text, default=None, nullable=True),
+    "emotion_num_classes": Option(integer, default=4),
+    "emotion_features": Option(text, default="logfbank", choices=RECIPES),
+    "freeze_emotion": Option(boolean, default=False),
+    "bonafide_class": Option(integer, default=1, choices=(0, 1), note="the output unit of bona fide"),
+    "nb_samp": Option(
+        integer,
+        default=NB_SAMP,
+        choices=(NB_SAMP,),
+        note=f"its text and emotion views have exactly {VIEW_STEPS} steps for that length",
+    ),
+}
 AUDIO_FILTERS = 70
 AUDIO_KERNEL = 128  # 129 taps
 AUDIO_FILTS = [[1, 32], [32, 32], [32, 64], [64, 64]]
@@ -174,17 +179,8 @@ class Model(nn.Module):
 
     def __init__(self, model_config: dict):
         super().__init__()
-        config = read_detector_config(model_config, DEFAULTS, KNOWN_KEYS, "AMSDF")
-        if config["bonafide_class"] not in (0, 1):
-            raise ConfigError(
-                f"AMSDF model_config: bonafide_class must be 0 or 1, got {config['bonafide_class']!r}"
-            )
-        if int(config["nb_samp"]) != NB_SAMP:
-            raise ConfigError(
-                f"AMSDF model_config: nb_samp must be {NB_SAMP} (its text and emotion views have exactly "
-                f"{VIEW_STEPS} steps for that length), got {config['nb_samp']}"
-            )
-        self.bonafide_class = int(config["bonafide_class"])
+        config = read_options(model_config, OPTIONS, "AMSDF model_config")
+        self.bonafide_class = config["bonafide_class"]
         self.nb_samp = NB_SAMP
 
         emotion = ACRNN(
@@ -197,8 +193,8 @@ class Model(nn.Module):
         ssl = xlsr_from_config(config)
 
         # multi-view feature extractors
-        self.text_view_extract = TextView(ssl, frozen=bool(config["freeze_ssl"]))
-        self.emo_view_extract = EmotionView(emotion, frozen=bool(config["freeze_emotion"]))
+        self.text_view_extract = TextView(ssl, frozen=config["freeze_ssl"])
+        self.emo_view_extract = EmotionView(emotion, frozen=config["freeze_emotion"])
         self.audio_view_extract = AudioView()
         # intra-view graph attention and pooling
         self.GAT_text = GraphAttentionLayer(NODE_DIM, NODE_DIM, temperature=2.0)
@@ -219,11 +215,6 @@ class Model(nn.Module):
         self.drop = nn.Dropout(0.5)
         self.out_layer = nn.Linear(3 * 2 * NODE_DIM, NODE_DIM)
         self.out_layer2 = nn.Linear(NODE_DIM, 2)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        keep_frozen_in_eval(self)
-        return self
 
     def forward(self, x: torch.Tensor, Freq_aug: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         if x.dim() != 2 or x.size(1) != self.nb_samp:

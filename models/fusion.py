@@ -1,16 +1,15 @@
 """Shared plumbing of the emotion fusion detectors (AASIST_Concat, AASIST_FiLM, AASIST_GFiLM).
 
 A fusion model holds a frozen AASIST (``aasist``) and a frozen ACRNN emotion encoder (``ser``) and trains
-only its head. Frozen means: no gradients, and eval mode even while the model trains (``models.freeze`` plus a
-``train`` override calling ``models.keep_frozen_in_eval``), so their BatchNorm statistics never drift and
-their dropout stays off. (The upstream left them in train mode; its published fused checkpoints therefore
-carry AASIST/ACRNN BatchNorm statistics that drifted during its training; loading such a checkpoint restores
-them.)
+only its head. Frozen means: no gradients, and eval mode even while the model trains (``models.freeze``), so
+their BatchNorm statistics never drift and their dropout stays off. (The upstream left them in train mode; its
+published fused checkpoints therefore carry AASIST/ACRNN BatchNorm statistics that drifted during its
+training; loading such a checkpoint restores them.)
 
 Submodule and head names follow the upstream (akzykova/aasist_ser), so its published fused checkpoints
 (``aasist.*``, ``ser.*``, ``test_linear.*`` / ``film.*``, ``gated_block.*``, ``classifier.*``) load strictly.
 
-model_config keys (fusion models):
+model_config keys (fusion models; declared in ``OPTIONS``):
     aasist_config          the AASIST model_config (architecture "AASIST")
     aasist_path            AASIST weights; null builds a randomly initialised AASIST (tests only; warns)
     ser_path               ACRNN weights; null builds a randomly initialised ACRNN (tests only; warns)
@@ -22,6 +21,7 @@ model_config keys (fusion models):
                            features (see models/ACRNN.py)
     legacy_gate_class_order  (AASIST_GFiLM) false (default); true reproduces the upstream's gate class
                            order (see models/AASIST_GFiLM.py)
+    nb_samp                samples per crop, read by the data pipeline
 Upstream configs keep ``aasist_path`` inside ``aasist_config`` and ``ser_path`` inside ``ser_config``; those
 places are read when the top-level keys are absent.
 """
@@ -34,31 +34,51 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from models import ConfigError, build_model, canonical_architecture, freeze, keep_frozen_in_eval, load_weights
+from models import build_model, freeze, load_weights
+from models.AASIST import OPTIONS as AASIST_OPTIONS
 from models.ACRNN import EMBEDDING_DIM as EMOTION_DIM
 from models.ACRNN import Model as ACRNN
+from models.emotion_features import RECIPES
+from models.options import (
+    ABSENT,
+    NB_SAMP_OPTION,
+    Option,
+    Section,
+    boolean,
+    integer,
+    read_options,
+    text,
+)
 
 DEFAULT_SER_NUM_CLASSES = 4  # the published ser_acrnn.pth (AMSDF): neutral, happy, angry, sad of IEMOCAP
 FILM_HIDDEN = 128
+RANDOM_PART = "a weight file, or null for a randomly initialised frozen part, tests only"
 
-
-def _weights_path(model_config: Mapping, key: str, nested: str) -> str | None:
-    """``model_config[key]``, else the upstream's ``model_config[nested][key]``; absent from both: error."""
-    if key in model_config:
-        return model_config[key]
-    inner = model_config.get(nested)
-    if isinstance(inner, Mapping) and key in inner:
-        return inner[key]
-    raise ConfigError(
-        f"model_config of {model_config.get('architecture')} has no {key!r} key (a weight file, or null for "
-        "a randomly initialised frozen part, tests only)"
-    )
-
-
-def _require(model_config: Mapping, key: str):
-    if key not in model_config:
-        raise ConfigError(f"model_config of {model_config.get('architecture')} has no {key!r} key")
-    return model_config[key]
+# the AASIST's model_config; the upstream configs also keep aasist_path in it. Its nb_samp is accepted but not
+# filled in: the data pipeline reads the fusion model's own nb_samp.
+AASIST_SECTION = {
+    **AASIST_OPTIONS,
+    "nb_samp": Option(integer, default=ABSENT),
+    "architecture": Option(text, default="AASIST", choices=("AASIST",)),
+    "aasist_path": Option(text, default=ABSENT, nullable=True),
+}
+# the upstream configs' ser_config: where they keep ser_path
+SER_SECTION = {
+    "ser_path": Option(text, default=ABSENT, nullable=True),
+    "freeze": Option(
+        boolean, default=ABSENT, choices=(True,), note="the fusion models always freeze the ACRNN"
+    ),
+}
+OPTIONS = {
+    "aasist_config": Option(Section(AASIST_SECTION)),
+    "aasist_path": Option(text, nullable=True, fallback="aasist_config", note=RANDOM_PART),
+    "ser_path": Option(text, nullable=True, fallback="ser_config", note=RANDOM_PART),
+    "ser_config": Option(Section(SER_SECTION), default=ABSENT),
+    "ser_num_classes": Option(integer, default=DEFAULT_SER_NUM_CLASSES),
+    "ser_features": Option(text, default="logfbank", choices=RECIPES),
+    "legacy_swap_time_freq": Option(boolean, default=False),
+    "nb_samp": NB_SAMP_OPTION,  # read by the data pipeline; the ACRNN needs about 3 s or more
+}
 
 
 def _load_or_warn(module: nn.Module, path: str | None, key: str, architecture: str) -> None:
@@ -72,55 +92,41 @@ def _load_or_warn(module: nn.Module, path: str | None, key: str, architecture: s
     load_weights(module, path, what=f"{path} ({key})")
 
 
-def build_frozen_aasist(model_config: Mapping) -> tuple[nn.Module, int]:
+def build_frozen_aasist(options: Mapping, architecture: str) -> tuple[nn.Module, int]:
     """The AASIST of a fusion model, loaded from ``aasist_path`` and frozen, and its embedding size."""
-    aasist_config = _require(model_config, "aasist_config")
-    if canonical_architecture(aasist_config.get("architecture", "AASIST")) != "AASIST":
-        raise ConfigError(
-            f"aasist_config.architecture must be AASIST, got {aasist_config.get('architecture')!r}"
-        )
+    aasist_config = {k: v for k, v in options["aasist_config"].items() if k in AASIST_OPTIONS}
     aasist = build_model({**aasist_config, "architecture": "AASIST"})
-    _load_or_warn(
-        aasist,
-        _weights_path(model_config, "aasist_path", "aasist_config"),
-        "aasist_path",
-        model_config.get("architecture", "fusion model"),
-    )
-    return freeze(aasist), 5 * int(aasist_config["gat_dims"][1])
+    _load_or_warn(aasist, options["aasist_path"], "aasist_path", architecture)
+    return freeze(aasist), 5 * aasist_config["gat_dims"][1]
 
 
-def build_frozen_ser(model_config: Mapping) -> ACRNN:
+def build_frozen_ser(options: Mapping, architecture: str) -> ACRNN:
     """The ACRNN of a fusion model with its front-end, loaded from ``ser_path`` and frozen."""
     ser = ACRNN(
         {
             "architecture": "ACRNN",
-            "num_classes": model_config.get("ser_num_classes", DEFAULT_SER_NUM_CLASSES),
-            "features": model_config.get("ser_features", "logfbank"),
-            "legacy_swap_time_freq": bool(model_config.get("legacy_swap_time_freq", False)),
+            "num_classes": options["ser_num_classes"],
+            "features": options["ser_features"],
+            "legacy_swap_time_freq": options["legacy_swap_time_freq"],
         }
     )
-    _load_or_warn(
-        ser,
-        _weights_path(model_config, "ser_path", "ser_config"),
-        "ser_path",
-        model_config.get("architecture", "fusion model"),
-    )
+    _load_or_warn(ser, options["ser_path"], "ser_path", architecture)
     return freeze(ser)
 
 
 class FusionModel(nn.Module):
-    """Base of the fusion detectors: a frozen ``aasist`` and a frozen ``ser``; subclasses add the head."""
+    """Base of the fusion detectors: a frozen ``aasist`` and a frozen ``ser``; subclasses add the head.
 
-    def __init__(self, model_config: Mapping):
+    ``FusionModel(model_config, schema, architecture)``: reads ``model_config`` with ``schema`` (``OPTIONS``
+    here, plus the subclass's own keys) into ``self.options``.
+    """
+
+    def __init__(self, model_config: Mapping, schema: Mapping[str, Option], architecture: str):
         super().__init__()
-        self.aasist, self.aasist_dim = build_frozen_aasist(model_config)
-        self.ser = build_frozen_ser(model_config)
+        self.options = read_options(model_config, schema, f"{architecture} model_config")
+        self.aasist, self.aasist_dim = build_frozen_aasist(self.options, architecture)
+        self.ser = build_frozen_ser(self.options, architecture)
         self.emotion_dim = EMOTION_DIM
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        keep_frozen_in_eval(self)
-        return self
 
     def frozen_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Waveform ``(B, T)`` -> AASIST embedding ``(B, 160)``, AASIST logits ``(B, 2)``, emotion embedding

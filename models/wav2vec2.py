@@ -42,7 +42,8 @@ from torch import nn
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
 from antispoof.errors import first_line
-from models import ConfigError, WeightLoadError, check_state_dict_fits, download_hint, freeze, load_weights
+from models import WeightLoadError, check_state_dict_fits, freeze, load_weights, safe_load, strip_prefix
+from models.options import Option, boolean, text
 
 # ------------------------------------------------------------------------------------------------------------
 # model configurations
@@ -350,33 +351,28 @@ def _unsupported_global(exc: Exception) -> str:
 
 
 def load_checkpoint_file(path: str | Path, trust_pickle: bool = False):
-    """Read a checkpoint file: ``weights_only=True`` first; pickled objects only with ``trust_pickle``."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightLoadError(f"{path}: checkpoint file not found; {download_hint(path)}")
+    """Read a checkpoint file: ``models.safe_load`` first; pickled objects only with ``trust_pickle``."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # weights_only refuses pickled classes; the file may also be corrupt
-        offending = _unsupported_global(exc)
+        return safe_load(path, what="checkpoint file")
+    except WeightLoadError as exc:  # weights_only refuses pickled classes; the file may also be corrupt
+        offending = _unsupported_global(exc.__cause__) if exc.__cause__ is not None else ""
         if not offending:
-            first = first_line(exc)
-            raise WeightLoadError(f"{path}: cannot be read as a PyTorch checkpoint ({first})") from exc
-        if not trust_pickle:
-            what = {
-                "argparse.Namespace": "an argparse.Namespace (the 'args' of an older fairseq checkpoint)",
-                "omegaconf.dictconfig.DictConfig": "an OmegaConf DictConfig (its 'cfg')",
-            }.get(offending, f"a Python object of class {offending}")
-            raise WeightLoadError(
-                f"{path}: the checkpoint pickles {what}, which torch.load(weights_only=True) refuses because "
-                "unpickling objects can run code; if you trust this file, load it with trust_pickle=True "
-                '(config: "trust_pickle": true), or convert it once with '
-                "`python -m models.wav2vec2 CHECKPOINT OUT_DIR --trust-pickle` and use OUT_DIR"
-            ) from None
+            raise
+    if not trust_pickle:
+        what = {
+            "argparse.Namespace": "an argparse.Namespace (the 'args' of an older fairseq checkpoint)",
+            "omegaconf.dictconfig.DictConfig": "an OmegaConf DictConfig (its 'cfg')",
+        }.get(offending, f"a Python object of class {offending}")
+        raise WeightLoadError(
+            f"{path}: the checkpoint pickles {what}, which torch.load(weights_only=True) refuses because "
+            "unpickling objects can run code; if you trust this file, load it with trust_pickle=True "
+            '(config: "trust_pickle": true), or convert it once with '
+            "`python -m models.wav2vec2 CHECKPOINT OUT_DIR --trust-pickle` and use OUT_DIR"
+        )
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_restricted_pickle)
+        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_restricted_pickle)
     except Exception as exc:
-        raise WeightLoadError(f"{path}: cannot be read even as a trusted pickle ({exc})") from exc
-    return state
+        raise WeightLoadError(f"{path}: cannot be read even as a trusted pickle ({first_line(exc)})") from exc
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -464,9 +460,7 @@ def split_ssl_state(state: Mapping[str, torch.Tensor], prefixes=SSL_PREFIXES):
     A leading ``module.`` (DataParallel) is removed first. A state dict of a bare wav2vec 2.0 model (fairseq
     or HF naming, no prefix) is all XLS-R: the rest is empty and the prefix ``""``.
     """
-    state = dict(state)
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
+    state = strip_prefix(state, "module.")
     for prefix in prefixes:
         if any(k.startswith(prefix) for k in state):
             ssl = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
@@ -490,9 +484,7 @@ def convert_detector_state(
     A state dict already in HF naming only gets its weight-norm spelling matched. Other keys pass unchanged; a
     leading ``module.`` is removed.
     """
-    state = dict(state)
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
+    state = strip_prefix(state, "module.")
     new_prefix = prefix if new_prefix is None else new_prefix
     if any(k.startswith(new_prefix) for k in state):
         prefix = new_prefix  # already in this project's layout: only the weight-norm spelling may differ
@@ -631,12 +623,6 @@ class XLSR(nn.Module):
         check_state_dict_fits(self.model, state, f"{label} (wav2vec 2.0)")
         self.model.load_state_dict(state, strict=True)
 
-    def hf_state_dict_from(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Fairseq- or HF-named wav2vec 2.0 weights renamed to ``self.model``'s keys (not loaded)."""
-        if is_fairseq_naming(state):
-            state = fairseq_to_hf(state)
-        return match_model_naming(state, self.model)
-
     def save_pretrained(self, directory: str | Path) -> None:
         """Write a Hugging Face directory (config.json + model.safetensors) for ``from_pretrained``."""
         self.model.save_pretrained(str(directory))
@@ -718,7 +704,7 @@ def read_hf_weights(path: Path) -> dict[str, torch.Tensor]:
             state.update(load_file(str(path / shard)))
         return state
     if (path / "pytorch_model.bin").is_file():
-        return torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        return safe_load(path / "pytorch_model.bin")
     raise WeightLoadError(f"{path}: no model.safetensors or pytorch_model.bin")
 
 
@@ -733,38 +719,23 @@ def build_xlsr(ssl_path: str | None, ssl_size: str = "xlsr_300m", trust_pickle: 
     return XLSR.from_pretrained(ssl_path, trust_pickle=trust_pickle, size=ssl_size)
 
 
-# the XLS-R keys of a detector's model_config and their defaults (see models/AASIST_WAV2VEC.py)
-SSL_CONFIG_DEFAULTS = {
-    "ssl_path": None,
-    "ssl_size": "xlsr_300m",
-    "trust_pickle": False,
-    "freeze_ssl": False,
-    "gradient_checkpointing": False,
-    "bf16_autocast": False,
+# the XLS-R options of a detector's model_config (see models/AASIST_WAV2VEC.py); defaults are the authors'
+SSL_OPTIONS = {
+    "ssl_path": Option(text, default=None, nullable=True),
+    "ssl_size": Option(text, default="xlsr_300m", choices=tuple(NAMED_SIZES)),
+    "trust_pickle": Option(boolean, default=False),
+    "freeze_ssl": Option(boolean, default=False),
+    "gradient_checkpointing": Option(boolean, default=False),
+    "bf16_autocast": Option(boolean, default=False),
 }
 
 
-def read_detector_config(model_config: Mapping, defaults: Mapping, known: set, name: str) -> dict:
-    """Defaults overridden by ``model_config``; an unknown key or XLS-R size is an error naming it."""
-    unknown = sorted(set(model_config) - known)
-    if unknown:
-        raise ConfigError(
-            f"{name} model_config: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-        )
-    config = {**defaults, **model_config}
-    if config["ssl_size"] not in NAMED_SIZES:
-        raise ConfigError(
-            f"{name} model_config: ssl_size {config['ssl_size']!r} is not one of {', '.join(NAMED_SIZES)}"
-        )
-    return config
-
-
 def xlsr_from_config(config: Mapping) -> XLSR:
-    """The XLS-R front-end of a detector config (``SSL_CONFIG_DEFAULTS`` keys), its options applied."""
-    ssl = build_xlsr(config["ssl_path"], config["ssl_size"], trust_pickle=bool(config["trust_pickle"]))
-    ssl.bf16_autocast = bool(config["bf16_autocast"])
+    """The XLS-R front-end of a detector's options (read with ``SSL_OPTIONS``), its options applied."""
+    ssl = build_xlsr(config["ssl_path"], config["ssl_size"], trust_pickle=config["trust_pickle"])
+    ssl.bf16_autocast = config["bf16_autocast"]
     if config["freeze_ssl"]:
-        freeze(ssl)  # no gradients, and eval mode kept by the detector's train()
+        freeze(ssl)  # no gradients, and eval mode whatever the detector's mode
     elif config["gradient_checkpointing"]:
         ssl.set_gradient_checkpointing(True)
     return ssl
@@ -796,7 +767,6 @@ __all__ = [
     "XLSR",
     "build_xlsr",
     "convert_detector_state",
-    "read_detector_config",
     "xlsr_from_config",
     "fairseq_to_hf",
     "hf_config_from_fairseq",

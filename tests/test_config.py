@@ -11,7 +11,15 @@ from antispoof.config import ConfigValueError, parse_config, read_config
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((REPO / "config").glob("*.conf")) + sorted((REPO / "config" / "upstream").glob("*.conf"))
-MINIMAL = {"model_config": {"architecture": "AASIST"}, "optim_config": {"base_lr": 1e-4}}
+TINY_AASIST = {
+    "architecture": "AASIST",
+    "first_conv": 128,
+    "filts": [20, [1, 8], [8, 8], [8, 8], [8, 8]],
+    "gat_dims": [8, 8],
+    "pool_ratios": [0.5, 0.5, 0.5, 0.5],
+    "temperatures": [2.0, 2.0, 100.0, 100.0],
+}
+MINIMAL = {"model_config": TINY_AASIST, "optim_config": {"base_lr": 1e-4}}
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.relative_to(REPO / "config").as_posix())
@@ -50,6 +58,7 @@ def test_defaults_live_in_one_place_and_strings_are_coerced():
         ({"averaging": {"method": "ema"}}, "averaging.method must be one of 'swa', 'improved', 'top_k'"),
         ({"averaging": {"method": "swa"}}, "averaging.swa_epochs must be >= 1 with method 'swa'"),
         ({"model_config": {"architecture": "RawNet9"}}, "unknown architecture 'RawNet9'"),
+        ({"model_config": {**TINY_AASIST, "nb_filts": 8}}, "unknown key 'nb_filts' (did you mean 'filts'?)"),
         ({"rawboost": {"algo": 5, "SNRmim": 10}}, "rawboost: unknown parameter(s) SNRmim"),
         ({"optim_config": None}, None),
     ],

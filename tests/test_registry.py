@@ -1,6 +1,8 @@
 """The model registry, strict and safe weight loading, and frozen submodules."""
 
+import copy
 import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,27 @@ def test_upstream_names_are_accepted():
 def test_every_config_names_a_known_architecture(config):
     model_config = json.loads(config.read_text())["model_config"]
     models.canonical_architecture(model_config["architecture"])
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
+def test_every_shipped_model_config_is_valid_and_every_key_is_kept(config):
+    model_config = json.loads(config.read_text())["model_config"]
+    canonical = models.validate_model_config(model_config)
+    assert set(model_config) <= set(canonical)
+    for key, value in model_config.items():
+        if key != "architecture" and not isinstance(value, dict):
+            assert canonical[key] == value, key
+    assert models.validate_model_config(canonical) == canonical
+
+
+def test_no_model_overrides_train():
+    """Frozen parts fix their own mode (models.freeze); a model's train() is nn.Module's."""
+    import importlib
+
+    for module_name in models.ARCHITECTURES.values():
+        model_class = importlib.import_module(f"models.{module_name}").Model
+        overriding = [c.__name__ for c in model_class.__mro__ if c is not nn.Module and "train" in vars(c)]
+        assert not overriding, f"{module_name}: {overriding} override train()"
 
 
 class Tiny(nn.Module):
@@ -81,12 +104,28 @@ def test_frozen_parts_stay_in_eval_mode():
             self.frozen = models.freeze(Tiny())
             self.head = nn.Linear(4, 2)
 
-        def train(self, mode: bool = True):
-            super().train(mode)
-            models.keep_frozen_in_eval(self)
-            return self
-
     model = Fused().train()
     assert model.training and model.head.training
     assert not model.frozen.training and not model.frozen.encoder[1].training
     assert not any(p.requires_grad for p in model.frozen.parameters())
+
+
+def test_freezing_keeps_the_state_dict_and_survives_copies():
+    tiny = Tiny()
+    keys = list(tiny.state_dict())
+    frozen = models.freeze(tiny)
+    assert frozen is tiny and isinstance(frozen, Tiny) and isinstance(frozen, models.Frozen)
+    assert list(frozen.state_dict()) == keys  # not wrapped: official weights still load strictly
+    assert models.freeze(frozen) is frozen and type(frozen).__mro__.count(models.Frozen) == 1
+    frozen.train()
+    assert not frozen.training and not frozen.encoder[1].training and not frozen.encoder[2].training
+
+    # a copy (SWA's AveragedModel deep-copies the model) and a pickle stay frozen and equal
+    with torch.no_grad():
+        frozen.encoder[1].running_mean.fill_(0.25)
+    for copy_ in (copy.deepcopy(frozen), pickle.loads(pickle.dumps(frozen))):
+        assert isinstance(copy_, models.Frozen) and isinstance(copy_, Tiny)
+        copy_.train()
+        assert not copy_.training and not copy_.encoder[1].training
+        assert not any(p.requires_grad for p in copy_.parameters())
+        torch.testing.assert_close(copy_.state_dict(), frozen.state_dict(), rtol=0, atol=0)

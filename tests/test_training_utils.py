@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import antispoof.runtime as runtime
 from antispoof.scoring import predict_logits
 from antispoof.training import averaging, checkpoints, early_stopping, optim
-from models import build_model, freeze, keep_frozen_in_eval, load_weights
+from models import build_model, freeze, load_weights
 from models.AASIST import set_fast_inference
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,11 +46,6 @@ class TinyDetector(nn.Module):
         self.bn = nn.BatchNorm1d(8)
         self.head = nn.Linear(8, 2)
         self.frozen = freeze(nn.Sequential(nn.Linear(FRAME, 8), nn.BatchNorm1d(8))) if with_frozen else None
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        keep_frozen_in_eval(self)
-        return self
 
     def frames(self, x):
         return x[:, : x.shape[1] // FRAME * FRAME].reshape(-1, FRAME)

@@ -14,6 +14,7 @@ import torch
 
 from antispoof.errors import first_line
 from antispoof.fileio import atomic_open
+from models import WeightLoadError, safe_load
 
 
 class CheckpointError(RuntimeError):
@@ -46,7 +47,8 @@ def save_checkpoint_atomically(obj, path: str | os.PathLike) -> Path:
 def load_latest_good_checkpoint(
     paths_newest_first: Iterable[str | os.PathLike], map_location: str | torch.device = "cpu"
 ) -> tuple[Path, object] | None:
-    """The first of ``paths_newest_first`` that loads with ``torch.load(weights_only=True)``, as (path, object).
+    """The first of ``paths_newest_first`` that loads with ``models.safe_load`` (``torch.load(weights_only=True)``),
+    as (path, object).
 
     A truncated or corrupt file is skipped with a warning naming it, and the previous one is tried. Missing
     files are skipped silently. None when no file exists; ``CheckpointError`` when files exist but none loads.
@@ -56,9 +58,9 @@ def load_latest_good_checkpoint(
         if not path.is_file():
             continue
         try:
-            obj = torch.load(path, map_location=map_location, weights_only=True)
-        except Exception as exc:  # truncated zip, bad pickle, disallowed globals ...
-            reason = first_line(exc)
+            obj = safe_load(path, map_location, what="checkpoint")
+        except WeightLoadError as exc:  # truncated zip, bad pickle, disallowed globals ...
+            reason = first_line(exc.__cause__ or exc)
             warnings.warn(f"{path}: unreadable checkpoint ({reason}); trying the previous one", stacklevel=2)
             bad.append(f"{path} ({reason})")
             continue
