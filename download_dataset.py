@@ -47,7 +47,7 @@ from antispoof.download import (
     remove_tree,
     safe_extract,
 )
-from antispoof.protocols import check_asvspoof_layout, scan_dses
+from antispoof.protocols import ASVSPOOF_PROTOCOL_DIR, BONAFIDE_SYSTEM_DIR, check_asvspoof_layout, scan_dses
 
 LA_URLS = [
     "https://datashare.ed.ac.uk/bitstream/handle/10283/3336/LA.zip",
@@ -56,12 +56,12 @@ LA_URLS = [
 LA_ARCHIVE = "LA.zip"
 LA_PAGE = "https://datashare.ed.ac.uk/handle/10283/3336"
 LA_FOLDER = "LA"
-LA_MARKER = "ASVspoof2019_LA_cm_protocols"  # the folder that identifies the unpacked LA root
+LA_MARKER = ASVSPOOF_PROTOCOL_DIR  # the folder that identifies the unpacked LA root
 
 DSES_KAGGLE_DATASET = "annazykovamyzina/dataset-of-synthesized-emotional-speech"
 DSES_GDRIVE_ID = "1vDCHiMKfJiylum_IHZL3uZXVJkQpdrQv"
 DSES_FOLDER = "DSES"
-DSES_MARKER = "ESD"  # bona fide speech lives in ESD/<speaker>/<emotion>/
+DSES_MARKER = BONAFIDE_SYSTEM_DIR  # bona fide speech lives in ESD/<speaker>/<emotion>/
 DSES_KAGGLE_PAGE = f"https://www.kaggle.com/datasets/{DSES_KAGGLE_DATASET}"
 ARCHIVE_SUFFIXES = (".zip", ".rar", ".tar", ".tar.gz", ".tgz")
 

@@ -29,14 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from antispoof.fileio import atomic_open, link_or_copy, write_text_atomically
+from antispoof.protocols import asvspoof_protocol_path
 from DSES.synthesize import MANIFEST_NAME, read_manifest
 
 SPLITS = ("train", "dev", "eval")
-PROTOCOL_NAMES = {
-    "train": "ASVspoof2019.LA.cm.train.trn.txt",
-    "dev": "ASVspoof2019.LA.cm.dev.trl.txt",
-    "eval": "ASVspoof2019.LA.cm.eval.trl.txt",
-}
 INDEX_FIELDS = ("utt_id", "split", "key", "system", "system_label", "speaker", "emotion", "id", "source")
 
 
@@ -156,7 +152,7 @@ def _write_protocols_and_index(
 ) -> dict[str, Path]:
     written = {}
     for split in SPLITS:
-        path = out / "ASVspoof2019_LA_cm_protocols" / PROTOCOL_NAMES[split]
+        path = asvspoof_protocol_path(out, split)
         write_text_atomically(path, "".join(protocol_lines[split]))
         written[split] = path
     index_path = out / "la_index.csv"

@@ -43,8 +43,9 @@ import soundfile as sf
 import soxr
 
 from antispoof.audio import AUDIO_EXTENSIONS
+from antispoof.emotions import normalize_emotion, require_emotion
 from antispoof.fileio import atomic_open
-from DSES.backends import EMOTIONS, Backend, get_backend, normalize_emotion
+from DSES.backends import EMOTIONS, Backend, get_backend
 from DSES.backends.base import check_name, seed_everything, stable_seed, to_mono_float32
 
 SAMPLE_RATE = 16000
@@ -118,7 +119,7 @@ def parse_text_lines(lines: Iterable[str], source: str = "<texts>") -> list[Text
             raise ValueError(f"{where}: empty text")
         try:
             check_name("utterance id", utt_id)
-            emotion = normalize_emotion(emotion) if emotion is not None else None
+            emotion = require_emotion(emotion) if emotion is not None else None
         except ValueError as error:
             raise ValueError(f"{where}: {error}") from None
         if utt_id in seen:
@@ -208,13 +209,6 @@ class ReferenceUtterance:
     text: str = ""
 
 
-def _emotion_or_none(name: str) -> str | None:
-    try:
-        return normalize_emotion(name)
-    except ValueError:
-        return None
-
-
 def _audio_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
 
@@ -253,7 +247,7 @@ def scan_reference_corpus(
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: reference audio folder not found")
     wanted_speakers = set(speakers) if speakers else None
-    wanted_emotions = {normalize_emotion(e) for e in emotions} if emotions else None
+    wanted_emotions = {require_emotion(e) for e in emotions} if emotions else None
     known_texts = _reference_texts(root, texts)
     found: dict[tuple[str, str, str], ReferenceUtterance] = {}
     for speaker_dir in sorted(p for p in root.iterdir() if p.is_dir()):
@@ -261,7 +255,7 @@ def scan_reference_corpus(
         if wanted_speakers is not None and speaker not in wanted_speakers:
             continue
         for emotion_dir in sorted(p for p in speaker_dir.iterdir() if p.is_dir()):
-            emotion = _emotion_or_none(emotion_dir.name)
+            emotion = normalize_emotion(emotion_dir.name)
             if emotion is None or (wanted_emotions is not None and emotion not in wanted_emotions):
                 continue
             for path in _audio_files(emotion_dir):
@@ -296,8 +290,8 @@ def speaker_reference_audio(root: str | Path, speaker: str, seconds: float) -> n
         raise FileNotFoundError(
             f"{root}: no reference audio for speaker {speaker!r} ({speaker}.wav or {speaker}/)"
         )
-    emotion_dirs = [p for p in sorted(speaker_dir.iterdir()) if p.is_dir() and _emotion_or_none(p.name)]
-    neutral = [p for p in emotion_dirs if _emotion_or_none(p.name) == "neutral"]
+    emotion_dirs = [p for p in sorted(speaker_dir.iterdir()) if p.is_dir() and normalize_emotion(p.name)]
+    neutral = [p for p in emotion_dirs if normalize_emotion(p.name) == "neutral"]
     files = [f for d in (neutral or emotion_dirs or [speaker_dir]) for f in _audio_files(d)]
     if not files:
         raise FileNotFoundError(f"{speaker_dir}: no audio files for speaker {speaker!r}")
@@ -390,7 +384,7 @@ def plan_text_jobs(
     With `per_line_emotion`, each line is rendered only in its own emotion (optionally filtered by
     `emotions`), which reproduces a transcript's emotion labels.
     """
-    chosen = [normalize_emotion(e) for e in emotions] if emotions else list(EMOTIONS)
+    chosen = [require_emotion(e) for e in emotions] if emotions else list(EMOTIONS)
     jobs: list[Job] = []
     if per_line_emotion:
         for line in lines:

@@ -38,13 +38,13 @@ import time
 from pathlib import Path
 
 from antispoof.fileio import link_or_copy, write_text_atomically
+from antispoof.protocols import BONAFIDE_SYSTEM_DIR
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 DEMO_TEXTS = REPO_DIR / "DSES" / "demo_texts.txt"
 MARKER_NAME = ".demo_complete.json"
 STARTED_NAME = ".demo_started.json"  # the recipe of a build under way (so a resume cannot mix two)
 MARKER_VERSION = 1
-BONAFIDE_SYSTEM = "ESD"  # the DSES layout's name for the bona fide folder (data_utils.scan_dses)
 
 DEFAULT_SETTINGS = {
     "root": "./demo_data",
@@ -185,20 +185,12 @@ def _check_splits(protocols: dict[str, Path]) -> dict[str, tuple[int, int]]:
     return counts
 
 
-def ensure_demo_corpus(config: dict) -> None:
-    """Build the demo corpus described by ``config["demo"]`` unless a complete one is already in place."""
-    try:
-        settings = demo_settings(config)
-    except DemoConfigError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    root = Path(settings["root"])
-    # what the files depend on: everything but where they are (a moved folder stays valid)
-    recipe = {key: value for key, value in settings.items() if key != "root"}
+def _already_built(root: Path, recipe: dict) -> bool:
+    """True when a complete corpus of this recipe is in place; an error when ``root`` holds another recipe's."""
     marker, started_file = root / MARKER_NAME, root / STARTED_NAME
     if marker.is_file():
         if _recorded_recipe(marker) == recipe:
-            _say(f"corpus ready in {root}")
-            return
+            return True
         raise SystemExit(
             f"error: {root} holds a demo corpus built with other settings ({marker}); delete {root} to rebuild "
             'it, or set "demo.root" to another folder'
@@ -209,14 +201,12 @@ def ensure_demo_corpus(config: dict) -> None:
             f"error: {root} holds an unfinished demo corpus begun with other settings ({started_file}); "
             f'delete {root}, or set "demo.root" to another folder'
         )
+    return False
 
-    # imported here: a config without "demo" never loads the synthesis stack
-    from DSES.backends import get_backend
-    from DSES.la_layout import export_la_layout
-    from DSES.synthesize import read_texts, synthesize_corpus
 
-    _warn_if_unused(config, root)
-    started = time.monotonic()
+def _demo_texts(settings: dict) -> list:
+    from DSES.synthesize import read_texts
+
     texts_path = settings["texts"] or DEMO_TEXTS
     try:
         texts = read_texts(texts_path)
@@ -226,28 +216,29 @@ def ensure_demo_corpus(config: dict) -> None:
         raise SystemExit(
             f"error: {texts_path}: {len(texts)} sentences, fewer than demo.sentences = {settings['sentences']}"
         )
-    texts = texts[: settings["sentences"]]
-    speakers, seed = settings["speakers"], settings["seed"]
-    root.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(started_file, _record(recipe))
-    synthesis = root / "synthesis"
-    progress = sys.stderr.isatty()
-    n_bonafide = len(speakers) * len(texts) * 5
-    _say(
-        f"building the synthetic demo corpus in {root} (first run only): {len(speakers)} speakers x "
-        f"{len(texts)} sentences x 5 emotions = {n_bonafide} bona fide utterances, "
-        f"{len(settings['spoof_systems'])} copy-synthesis spoofs of each"
-    )
+    return texts[: settings["sentences"]]
 
+
+def _synthesize(settings: dict, texts: list, synthesis: Path):
+    """The bona fide eSpeak renderings and one vocoder copy-synthesis per spoof system."""
+    from DSES.backends import get_backend
+    from DSES.synthesize import synthesize_corpus
+
+    seed, progress = settings["seed"], sys.stderr.isatty()
     step = time.monotonic()
     bonafide = synthesize_corpus(
-        "espeak", texts, synthesis, speakers=speakers, system=BONAFIDE_SYSTEM, seed=seed, progress=progress
+        "espeak",
+        texts,
+        synthesis,
+        speakers=settings["speakers"],
+        system=BONAFIDE_SYSTEM_DIR,
+        seed=seed,
+        progress=progress,
     )
     _check_build(bonafide, "eSpeak")
     _say(
         f"bona fide (eSpeak NG): {bonafide.made} made, {bonafide.skipped} kept ({time.monotonic() - step:.0f} s)"
     )
-
     spoof_dirs = []
     for options in settings["spoof_systems"]:
         step = time.monotonic()
@@ -260,14 +251,19 @@ def ensure_demo_corpus(config: dict) -> None:
         _say(
             f"spoof {vocoder.system}: {spoof.made} made, {spoof.skipped} kept ({time.monotonic() - step:.0f} s)"
         )
+    return bonafide.system_dir, spoof_dirs
+
+
+def _export_layouts(settings: dict, root: Path, bonafide_dir: Path, spoof_dirs: list[Path]) -> None:
+    from DSES.la_layout import export_la_layout
 
     written = export_la_layout(
-        bonafide.system_dir,
+        bonafide_dir,
         spoof_dirs,
         root / "LA",
         split_fractions=settings["split_fractions"],
         split_by="speaker",
-        seed=seed,
+        seed=settings["seed"],
     )
     counts = _check_splits(written)
     _say(
@@ -278,6 +274,34 @@ def ensure_demo_corpus(config: dict) -> None:
     n_dses = _build_dses_eval_part(written["index"], root / "DSES")
     _say(f"DSES layout: {n_dses} files of the LA eval speakers in {root / 'DSES'}")
 
+
+def ensure_demo_corpus(config: dict) -> None:
+    """Build the demo corpus described by ``config["demo"]`` unless a complete one is already in place."""
+    try:
+        settings = demo_settings(config)
+    except DemoConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    root = Path(settings["root"])
+    # what the files depend on: everything but where they are (a moved folder stays valid)
+    recipe = {key: value for key, value in settings.items() if key != "root"}
+    if _already_built(root, recipe):
+        _say(f"corpus ready in {root}")
+        return
+    _warn_if_unused(config, root)
+    started = time.monotonic()
+    texts = _demo_texts(settings)
+    root.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(root / STARTED_NAME, _record(recipe))
+    speakers = settings["speakers"]
+    _say(
+        f"building the synthetic demo corpus in {root} (first run only): {len(speakers)} speakers x "
+        f"{len(texts)} sentences x 5 emotions = {len(speakers) * len(texts) * 5} bona fide utterances, "
+        f"{len(settings['spoof_systems'])} copy-synthesis spoofs of each"
+    )
+    bonafide_dir, spoof_dirs = _synthesize(settings, texts, root / "synthesis")
+    _export_layouts(settings, root, bonafide_dir, spoof_dirs)
     write_text_atomically(root / "README.md", README_TEXT.format(settings=json.dumps(settings)))
-    write_text_atomically(marker, _record(recipe))  # last: its presence means the corpus is complete
+    write_text_atomically(
+        root / MARKER_NAME, _record(recipe)
+    )  # last: its presence means the corpus is complete
     _say(f"corpus ready in {time.monotonic() - started:.0f} s")

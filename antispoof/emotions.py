@@ -35,3 +35,11 @@ _SPELLINGS = {
 def normalize_emotion(name: str) -> str | None:
     """Map an emotion folder name or label in any common spelling to one of EMOTIONS (None if unknown)."""
     return _SPELLINGS.get(re.sub(r"[^a-z]", "", str(name).lower()))
+
+
+def require_emotion(label: str) -> str:
+    """:func:`normalize_emotion` for labels that must be known: an unknown one is a ``ValueError`` naming it."""
+    emotion = normalize_emotion(label)
+    if emotion is None:
+        raise ValueError(f"unknown emotion {label!r}: expected one of {', '.join(EMOTIONS)}")
+    return emotion

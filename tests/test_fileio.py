@@ -183,8 +183,9 @@ def test_a_temporary_whose_pid_is_reused_is_removed_after_a_day(tmp_path):
 
 
 def test_checkpoints_are_written_through_atomic_open(tmp_path, umask):
-    from antispoof.training import checkpoints as tu
     import torch
+
+    from antispoof.training import checkpoints as tu
 
     umask(0o022)
     path = tu.save_checkpoint_atomically({"epoch": 1}, tmp_path / "state.pth")

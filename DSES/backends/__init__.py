@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import importlib
 
-from DSES.backends.base import EMOTIONS, Backend, normalize_emotion
+from antispoof.emotions import EMOTIONS, require_emotion
+from DSES.backends.base import Backend
 
 # name -> (module under DSES.backends, class name). The module is imported on first use only, so that
 # choosing `espeak` never imports Zonos, CosyVoice or EmoSpeech.
@@ -37,4 +38,4 @@ def get_backend(name: str, **options) -> Backend:
     return backend_class(name)(**options)
 
 
-__all__ = ["BACKENDS", "EMOTIONS", "Backend", "backend_class", "get_backend", "normalize_emotion"]
+__all__ = ["BACKENDS", "EMOTIONS", "Backend", "backend_class", "get_backend", "require_emotion"]

@@ -13,17 +13,6 @@ import zlib
 
 import numpy as np
 
-from antispoof.emotions import EMOTIONS
-from antispoof.emotions import normalize_emotion as emotion_or_none
-
-
-def normalize_emotion(label: str) -> str:
-    """Map an emotion label or folder name (any case, `Surprise`/`surprised`, ...) to one of EMOTIONS."""
-    emotion = emotion_or_none(label)
-    if emotion is None:
-        raise ValueError(f"unknown emotion {label!r}: expected one of {', '.join(EMOTIONS)}")
-    return emotion
-
 
 def stable_seed(*parts: object) -> int:
     """A 31-bit seed from the given parts that does not depend on Python's hash randomisation."""

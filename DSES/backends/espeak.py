@@ -55,7 +55,8 @@ from pathlib import Path
 
 import numpy as np
 
-from DSES.backends.base import Backend, missing_package_error, normalize_emotion
+from antispoof.emotions import require_emotion
+from DSES.backends.base import Backend, missing_package_error
 
 # (rate factor, pitch level, pitch range, volume) per emotion; see the module docstring for why.
 EMOTION_PROSODY: dict[str, tuple[float, int, int, int]] = {
@@ -210,7 +211,7 @@ class EspeakBackend(Backend):
     def prosody(self, speaker: str, emotion: str) -> dict:
         """The eSpeak parameters used for this speaker and emotion."""
         voice, pitch_offset = self.voice_for(speaker)
-        rate_factor, pitch, pitch_range, volume = EMOTION_PROSODY[normalize_emotion(emotion)]
+        rate_factor, pitch, pitch_range, volume = EMOTION_PROSODY[require_emotion(emotion)]
         return {
             "voice": voice,
             "rate": round(self.neutral_rate * rate_factor),
