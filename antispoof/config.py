@@ -60,6 +60,8 @@ class ExperimentConfig:
     database_path: str | None = None
     asv_score_path: str = DEFAULT_ASV_SCORES
     model_path: str | None = None
+    # weights to start training from (fine-tuning), loaded strictly before the first epoch
+    init_weights: str | None = None
     emo_dataset: str | None = None
     track: str = "LA"
     batch_size: int = 24

@@ -9,12 +9,17 @@ from antispoof.experiment import Run
 from antispoof.protocols import ProtocolError, Trial
 from antispoof.scoring import predict_logits
 from antispoof.training.distributed import gather_scores, sharded_indices, unwrap_model
-from models import ConfigError, WeightLoadError, build_model
+from models import ConfigError, WeightLoadError, build_model, load_weights
 
 
 def build(model_config: dict, run: Run) -> nn.Module:
+    """The model to train: built from ``model_config``, started from ``init_weights`` when the config names one."""
     try:
-        model = build_model(model_config).to(run.device)
+        model = build_model(model_config)
+        if run.config.init_weights:
+            load_weights(model, run.config.init_weights)
+            run.log(f"starting from {run.config.init_weights}")
+        model = model.to(run.device)
     except (ConfigError, WeightLoadError) as exc:
         raise SystemExit(f"error: {exc}") from None
     n_params = sum(p.numel() for p in model.parameters())
