@@ -104,8 +104,7 @@ def execute(args: argparse.Namespace, run: Run) -> dict:
         return recipe.train(run)
     model_config = ser.model_config_of(run) if recipe is ser else run.config.model_config
     weights = args.eval_model_weights or run.config.model_path
-    model = load_model_for_scoring(model_config, weights, run.device)
-    return recipe.evaluate(run, model)
+    return recipe.evaluate(run, lambda: load_model_for_scoring(model_config, weights, run.device))
 
 
 def run_once(args: argparse.Namespace, seed: int | None) -> None:

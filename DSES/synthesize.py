@@ -694,6 +694,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        print(
+            f"error: --out {args.out}: exists and is not a folder (the DSES root to write into)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         report = synthesize_corpus(
             args.backend,

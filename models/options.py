@@ -63,6 +63,13 @@ def integer(value: Any) -> int:
     raise InvalidValue("must be an integer")
 
 
+def positive_integer(value: Any) -> int:
+    value = integer(value)
+    if value < 1:
+        raise InvalidValue("must be a positive integer")
+    return value
+
+
 def number(value: Any) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
@@ -133,7 +140,7 @@ class Option:
 
 
 # samples per crop: valid in every model_config because the data pipeline reads it from there
-NB_SAMP_OPTION = Option(integer, default=NB_SAMP, note="samples per training or scoring crop")
+NB_SAMP_OPTION = Option(positive_integer, default=NB_SAMP, note="samples per training or scoring crop")
 
 
 # ---- reading --------------------------------------------------------------------------------------------

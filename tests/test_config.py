@@ -59,6 +59,11 @@ def test_defaults_live_in_one_place_and_strings_are_coerced():
         ({"averaging": {"method": "swa"}}, "averaging.swa_epochs must be >= 1 with method 'swa'"),
         ({"model_config": {"architecture": "RawNet9"}}, "unknown architecture 'RawNet9'"),
         ({"model_config": {**TINY_AASIST, "nb_filts": 8}}, "unknown key 'nb_filts' (did you mean 'filts'?)"),
+        ({"model_config": {**TINY_AASIST, "nb_samp": 0}}, "nb_samp must be a positive integer"),
+        (
+            {"model_config": {k: v for k, v in TINY_AASIST.items() if k != "filts"}},
+            "lacks the required key 'filts'",
+        ),
         ({"rawboost": {"algo": 5, "SNRmim": 10}}, "rawboost: unknown parameter(s) SNRmim"),
         ({"optim_config": None}, None),
     ],

@@ -769,3 +769,19 @@ def test_la_split_assignment_gives_every_split_a_speaker():
     for n in range(3, 8):
         counts = Counter(assign_splits([f"s{i}" for i in range(n)], (0.6, 0.2, 0.2), seed=0).values())
         assert set(counts) == {"train", "dev", "eval"} and sum(counts.values()) == n, (n, counts)
+
+
+def test_cli_refuses_an_out_that_is_a_file_and_an_unknown_option(tmp_path, capsys):
+    out_file = tmp_path / "not_a_folder"
+    out_file.write_text("x")
+    argv = ["--backend", "espeak", "--texts", str(tmp_path / "t.txt"), "--no_progress"]
+    assert main([*argv, "--out", str(out_file)]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == f"error: --out {out_file}: exists and is not a folder (the DSES root to write into)"
+    )
+    (tmp_path / "t.txt").write_text("Hello there.\n")
+    assert main(["--backend", "vocoder", "--out", str(tmp_path / "o"), "--option", "nfft=1024"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: the 'vocoder' back-end has no option 'nfft' (did you mean 'n_fft'?)")
+    assert "\n" not in err

@@ -146,6 +146,23 @@ def test_a_malformed_protocol_line_is_one_line_naming_file_and_line(tmp_path):
     with pytest.raises(SystemExit, match=r"ASVspoof2019\.LA\.cm\.dev\.trl\.txt:3: expected 5 fields"):
         run(write_config(tmp_path, database), tmp_path / "exp")
     assert not (tmp_path / "exp").exists() or not any((tmp_path / "exp").iterdir())
+    with pytest.raises(SystemExit, match=r"ASVspoof2019\.LA\.cm\.dev\.trl\.txt:3: expected 5 fields"):
+        run(write_config(tmp_path, database, model_path="unused.pth"), tmp_path / "exp", "--eval")
+
+
+def test_init_weights_starts_training_from_given_weights(database, tmp_path, capsys):
+    """Fine-tuning: with a learning rate of zero, one epoch from init_weights keeps them exactly."""
+    config = write_config(tmp_path, database)
+    assert run(config, tmp_path / "a") == 0
+    start = tmp_path / "a" / "LA_tiny_bs2" / "weights" / "best.pth"
+    frozen_lr = {"base_lr": 1e-12, "lr_min": 1e-12, "weight_decay": 0.0}
+    tuned = write_config(tmp_path, database, init_weights=str(start), optim_config=frozen_lr)
+    assert run(tuned, tmp_path / "b") == 0
+    assert f"starting from {start}" in capsys.readouterr().out
+    before = torch.load(start, weights_only=True)
+    after = torch.load(tmp_path / "b" / "LA_tiny_bs2" / "weights" / "best.pth", weights_only=True)
+    weights = [k for k in before if "num_batches" not in k and "running" not in k]
+    assert all(torch.allclose(before[k].float(), after[k].float(), atol=1e-6) for k in weights)
 
 
 def test_short_audio_in_training_is_fine_and_empty_audio_is_reported(tmp_path):

@@ -7,7 +7,9 @@ backend = get_backend("vocoder", n_fft=1024, n_mels=40)  # copy synthesis with o
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import inspect
 
 from antispoof.emotions import EMOTIONS, require_emotion
 from DSES.backends.base import Backend
@@ -34,8 +36,18 @@ def backend_class(name: str) -> type[Backend]:
 
 
 def get_backend(name: str, **options) -> Backend:
-    """Build the back-end `name` with its keyword options (e.g. n_fft=1024 for the vocoder)."""
-    return backend_class(name)(**options)
+    """Build the back-end `name` with its keyword options (e.g. n_fft=1024 for the vocoder); an option the
+    back-end does not take is a ValueError naming it, the closest known one and all of them."""
+    cls = backend_class(name)
+    known = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    for option in options:
+        if option not in known:
+            close = difflib.get_close_matches(option, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(
+                f"the {name!r} back-end has no option {option!r}{hint}; its options: {', '.join(known) or 'none'}"
+            )
+    return cls(**options)
 
 
 __all__ = ["BACKENDS", "EMOTIONS", "Backend", "backend_class", "get_backend", "require_emotion"]

@@ -4,6 +4,7 @@ eval with the selected model, and break its DSES scores down by emotion and TTS 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -145,12 +146,13 @@ def preflight(run: Run, la: dict[str, list[Trial]], dses: list[Trial] | None) ->
     check_audio(sets, progress=run.is_main)
 
 
-def evaluate(run: Run, model: nn.Module) -> dict:
-    """``main.py --eval``: score LA dev and eval (where present) and DSES with given weights."""
+def evaluate(run: Run, load_model: Callable[[], nn.Module]) -> dict:
+    """``main.py --eval``: check the data, then score LA dev and eval (where present) and DSES with the model
+    ``load_model`` gives."""
     la = la_trials(run, ("dev", "eval"))
     dses = dses_trials(run)
     preflight(run, la, dses)
-    return evaluate_sets(model, run, la, dses)
+    return evaluate_sets(load_model(), run, la, dses)
 
 
 def make_validate(run: Run, dev: list[Trial], dses: list[Trial] | None):

@@ -3,6 +3,8 @@ selected on validation UA; evaluated with WA, UA and a confusion matrix (never s
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from torch import nn
 
@@ -81,10 +83,10 @@ def model_config_of(run: Run) -> dict:
     return model_config
 
 
-def evaluate(run: Run, model: nn.Module) -> dict:
+def evaluate(run: Run, load_model: Callable[[], nn.Module]) -> dict:
     """``main.py --eval`` on a SER config: WA, UA and the confusion matrix on the held-out speakers."""
     _, val_trials = esd_split(run)
-    result = measure(model, val_trials, run, "scoring validation speakers")
+    result = measure(load_model(), val_trials, run, "scoring validation speakers")
     report = (
         f"SER on held-out speakers: WA {result['wa_percent']:.2f} %  UA {result['ua_percent']:.2f} %\n\n"
         + format_confusion(np.array(result["confusion"]))
