@@ -27,7 +27,7 @@ def new_figure(width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(width, height))
+    figure = Figure(figsize=(width, height), layout="constrained")  # room for titles, colour bars, legends
     FigureCanvasAgg(figure)
     return figure
 
@@ -78,7 +78,6 @@ def plot_det_curves(curves: Mapping[str, tuple], out_path: str | os.PathLike, ti
     draw_det_axes(axes, curves)
     if title:
         axes.set_title(title)
-    figure.tight_layout()
     return save_figure(figure, out_path)
 
 
@@ -107,3 +106,143 @@ def plot_det(
             plot_det_curves(curves, Path(out_dir) / f"{prefix}_{safe}.png", title=f"DET: {emotion}")
         )
     return written
+
+
+# --------------------------------------------------------------------------------------------------
+# comparison figures: detectors side by side, per emotion
+# --------------------------------------------------------------------------------------------------
+def plot_grouped_bars(
+    values: Mapping[str, Mapping[str, Mapping]],
+    out_path: str | os.PathLike,
+    title: str,
+    ylabel: str,
+    group_label: str = "emotion",
+    significant_label: str = "differs from neutral (Holm)",
+) -> Path:
+    """Bars per group (x) and detector (colour): ``values[detector][group]`` holds ``value``, ``ci`` ([low,
+    high] or None), ``runs`` (per-run values, drawn as dots when there are several) and ``significant``
+    (marked with an asterisk above the bar)."""
+    detectors = list(values)
+    groups = list(dict.fromkeys(g for per_group in values.values() for g in per_group))
+    figure = new_figure(max(6.0, 1.3 * len(groups) * max(1, len(detectors)) / 2 + 2.5), 4.6)
+    axes = figure.add_subplot()
+    width = 0.8 / len(detectors)
+    for d, (detector, colour) in enumerate(zip(detectors, _cycle(OKABE_ITO, len(detectors)))):
+        xs = np.arange(len(groups)) - 0.4 + width * (d + 0.5)
+        _draw_bars(axes, xs, [values[detector].get(g) for g in groups], width, colour, detector)
+    axes.set_xticks(np.arange(len(groups)), groups)
+    axes.set_xlabel(group_label)
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    axes.set_ylim(0, axes.get_ylim()[1] * 1.08)  # headroom for the significance marks
+    axes.grid(True, axis="y", linewidth=0.5, alpha=0.6)
+    axes.set_axisbelow(True)
+    handles, labels = axes.get_legend_handles_labels()
+    handles += [
+        axes.errorbar([], [], yerr=[], color="black", capsize=3, linewidth=1),
+        axes.plot([], [], "o", color="white", markeredgecolor="black", markersize=3.5)[0],
+        axes.plot([], [], "*", color="black", markersize=8)[0],
+    ]
+    labels += ["95 % CI", "one run (seed)", significant_label]
+    axes.legend(handles, labels, fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return save_figure(figure, out_path)
+
+
+def _draw_bars(axes, xs, cells, width: float, colour: str, label: str) -> None:
+    present = [(x, cell) for x, cell in zip(xs, cells) if cell is not None]
+    heights = [cell["value"] for _, cell in present]
+    bar_xs = [x for x, _ in present]
+    axes.bar(bar_xs, heights, width * 0.92, color=colour, label=label, edgecolor="black", linewidth=0.4)
+    for x, cell in present:
+        top = cell["value"]
+        if cell.get("ci") is not None:
+            low, high = cell["ci"]
+            axes.errorbar(x, top, yerr=[[top - low], [high - top]], color="black", capsize=3, linewidth=1)
+            top = high
+        runs = cell.get("runs") or []
+        if len(runs) > 1:
+            axes.plot([x] * len(runs), runs, "o", color="white", markeredgecolor="black", markersize=3.5)
+            top = max(top, *runs)
+        if cell.get("significant"):
+            axes.annotate(
+                "*",
+                (x, top),
+                xytext=(0, 2),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+                fontsize=13,
+                fontweight="bold",
+            )
+
+
+def plot_score_distributions(
+    distributions: Mapping[str, Mapping[str, tuple]], out_path: str | os.PathLike, xlabel: str
+) -> Path:
+    """Histograms of bona fide and spoof scores, one panel per detector (row) and group (column);
+    ``distributions[detector][group] = (bona_fide_scores, spoof_scores)``, the threshold at x = 0."""
+    detectors = list(distributions)
+    groups = list(dict.fromkeys(g for per_group in distributions.values() for g in per_group))
+    figure = new_figure(2.6 * len(groups) + 0.6, 2.2 * len(detectors) + 0.9)
+    grid = figure.subplots(len(detectors), len(groups), squeeze=False, sharex="row")
+    colours = {"bona fide": OKABE_ITO[3], "spoof": OKABE_ITO[4]}
+    for row, detector in enumerate(detectors):
+        for col, group in enumerate(groups):
+            axes = grid[row][col]
+            if group not in distributions[detector]:
+                axes.set_axis_off()
+                continue
+            bonafide, spoof = distributions[detector][group]
+            edges = np.histogram_bin_edges(np.concatenate((bonafide, spoof)), bins=40)
+            for name, values in (("bona fide", bonafide), ("spoof", spoof)):
+                axes.hist(values, bins=edges, density=True, alpha=0.55, color=colours[name], label=name)
+            axes.axvline(0.0, color="black", linestyle="--", linewidth=1)
+            axes.set_yticks([])
+            axes.set_title(f"{detector}: {group}" if len(detectors) > 1 else group, fontsize="medium")
+            if row == len(detectors) - 1:
+                axes.set_xlabel(xlabel, fontsize="small")
+    grid[0][0].legend(fontsize="small", loc="upper left")
+    figure.suptitle("Score distributions per emotion (dashed line: the fixed threshold)")
+    return save_figure(figure, out_path)
+
+
+def plot_det_panels(curves: Mapping[str, Mapping[str, tuple]], out_path: str | os.PathLike) -> Path:
+    """One DET panel per detector with a curve per group: ``curves[detector][group] = (bona fide, spoof)``."""
+    detectors = list(curves)
+    figure = new_figure(5.2 * len(detectors), 5.4)
+    grid = figure.subplots(1, len(detectors), squeeze=False)[0]
+    for axes, detector in zip(grid, detectors):
+        draw_det_axes(axes, curves[detector], legend_size="x-small")
+        axes.set_title(f"DET per emotion: {detector}")
+    return save_figure(figure, out_path)
+
+
+def plot_heatmaps(
+    matrices: Mapping[str, tuple[list[str], list[str], np.ndarray]], out_path: str | os.PathLike, title: str
+) -> Path:
+    """One annotated heatmap per detector: ``matrices[detector] = (row names, column names, values)``
+    (NaN: no trials). One colour scale (cividis, readable in grey and with colour-vision deficiencies)."""
+    detectors = list(matrices)
+    finite = np.concatenate([m[2][np.isfinite(m[2])] for m in matrices.values()] + [np.zeros(1)])
+    vmax = max(float(finite.max()), 1e-9)
+    n_cols = max(len(m[1]) for m in matrices.values())
+    figure = new_figure(
+        (1.1 * n_cols + 2.0) * len(detectors) + 1.0, 0.55 * max(len(m[0]) for m in matrices.values()) + 2.0
+    )
+    grid = figure.subplots(1, len(detectors), squeeze=False)[0]
+    image = None
+    for axes, detector in zip(grid, detectors):
+        rows, cols, values = matrices[detector]
+        image = axes.imshow(np.ma.masked_invalid(values), cmap="cividis", vmin=0, vmax=vmax, aspect="auto")
+        axes.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
+        axes.set_yticks(range(len(rows)), rows)
+        axes.set_title(detector)
+        for (i, j), value in np.ndenumerate(values):
+            text = "–" if not np.isfinite(value) else f"{value:.1f}"
+            light = np.isfinite(value) and value < 0.55 * vmax
+            axes.text(
+                j, i, text, ha="center", va="center", color="white" if light else "black", fontsize="small"
+            )
+    figure.colorbar(image, ax=list(grid), label="EER (%)", shrink=0.9)
+    figure.suptitle(title)
+    return save_figure(figure, out_path)

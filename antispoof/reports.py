@@ -49,8 +49,7 @@ def evaluate_asvspoof2019(
     The result holds only JSON-serialisable values; EERs are in percent.
     """
     cm = cm_scores if isinstance(cm_scores, CMScores) else read_score_file(cm_scores)
-    is_bonafide = cm.is_bonafide
-    bonafide, spoof = cm.scores[is_bonafide], cm.scores[~is_bonafide]
+    bonafide, spoof = cm.by_class()
     if bonafide.size == 0 or spoof.size == 0:
         raise EvaluationInputError(
             f"scores need both bona fide and spoof trials (got {bonafide.size} bona fide, {spoof.size} spoof)"
@@ -306,3 +305,116 @@ def _all_groups(breakdown: Mapping) -> list[Mapping]:
     for row in breakdown["per_emotion_system"].values():
         groups += list(row.values())
     return groups
+
+
+# --------------------------------------------------------------------------------------------------
+# grouped breakdown (antispoof.breakdown)
+# --------------------------------------------------------------------------------------------------
+def _pm(value: float, spread: float, digits: int = 2) -> str:
+    return f"{value:.{digits}f} ± {spread:.{digits}f}"
+
+
+def _with_ci(value: float, interval: list[float] | None, digits: int = 2, sign: str = "") -> str:
+    text = f"{value:{sign}.{digits}f}"
+    return text if interval is None else f"{text} {ci_text(interval, digits)}"
+
+
+def _p_text(p: float | None) -> str:
+    return "–" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def _group_table(column: str, groups: Mapping[str, Mapping], n_runs: int) -> list[str]:
+    header = (
+        f"| {column} | bona fide | spoof | speakers | EER (%) [CI] | bona fide rejected (%) [CI] "
+        "| spoofs accepted (%) [CI] | minDCF | actDCF | Cllr (bits) |"
+    )
+    rule = "| --- | ---: | ---: | ---: | --- | --- | --- | ---: | ---: | ---: |"
+    if n_runs > 1:
+        header += " EER (%) mean ± std | rejected (%) mean ± std |"
+        rule += " --- | --- |"
+    lines = [header, rule]
+    for name, g in groups.items():
+        row = (
+            f"| {name} | {g['n_bonafide']} | {g['n_spoof']} | {g['n_speakers']} | "
+            f"{_with_ci(g['eer_percent'], g['eer_ci'])} | "
+            f"{_with_ci(g['bonafide_rejection_percent'], g['bonafide_rejection_ci'])} | "
+            f"{_with_ci(g['spoof_acceptance_percent'], g['spoof_acceptance_ci'])} | "
+            f"{g['min_dcf']:.4f} | {g['act_dcf']:.4f} | {g['cllr_bits']:.4f} |"
+        )
+        if n_runs > 1:
+            runs = g["across_runs"]
+            row += (
+                f" {_pm(runs['eer_percent_mean'], runs['eer_percent_std'])} | "
+                f"{_pm(runs['bonafide_rejection_percent_mean'], runs['bonafide_rejection_percent_std'])} |"
+            )
+        lines.append(row)
+    return lines + [""]
+
+
+def reference_table(reference: str, groups: Mapping[str, Mapping], alpha: float) -> list[str]:
+    compared = {name: g["vs_reference"] for name, g in groups.items() if "vs_reference" in g}
+    lines = [
+        f"Against **{reference}** (differences in percentage points; paired speaker bootstrap; Holm over the "
+        f"{len(compared)} comparisons of each metric; **bold**: significant at {alpha:g} after Holm):",
+        "",
+        "| group | Δ EER [CI] | p | p (Holm) | Δ bona fide rejected [CI] | p | p (Holm) |",
+        "| --- | --- | ---: | ---: | --- | ---: | ---: |",
+    ]
+    for name, v in compared.items():
+        cells = [name]
+        for short in ("eer", "bonafide_rejection"):
+            metric = "eer_percent" if short == "eer" else "bonafide_rejection_percent"
+            delta = _with_ci(v[f"delta_{metric}"], v[f"delta_{short}_ci"], sign="+")
+            if v[f"significant_{short}"]:
+                delta = f"**{delta}**"
+            cells += [delta, _p_text(v[f"p_{short}"]), _p_text(v[f"p_{short}_holm"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def format_breakdown_markdown(result: Mapping, title: str = "Breakdown") -> str:
+    """Markdown of :func:`antispoof.breakdown.breakdown`: per column a table of the groups' numbers and one of
+    their differences to the reference group, then how the numbers were made."""
+    settings = result["settings"]
+    lines = [f"## {title}", ""]
+    n_runs = result["n_runs"]
+    for column, groups in result["groups"].items():
+        lines += [f"### By {column}", ""] + _group_table(column, groups, n_runs)
+        if any("vs_reference" in g for g in groups.values()):
+            lines += reference_table(result["reference_group"], groups, settings["alpha"])
+    return "\n".join(lines + breakdown_notes(result)) + "\n"
+
+
+def breakdown_notes(result: Mapping) -> list[str]:
+    """How the numbers of a breakdown were made: threshold, calibration, bootstrap, runs, skipped groups."""
+    settings = result["settings"]
+    threshold = result["threshold"]
+    shown = f"{threshold:.6g}" if isinstance(threshold, float) else ", ".join(f"{t:.6g}" for t in threshold)
+    lines = [
+        f"- Fixed threshold: {shown} ({result.get('threshold_source', 'given')}); a score >= the threshold is "
+        "called bona fide. EER: each group's own equal error rate (its threshold re-optimised inside it).",
+        "- actDCF and Cllr: "
+        + (
+            f"on calibrated LLRs ({result.get('calibration_source', 'calibration given')})."
+            if result["calibrated"]
+            else "on raw scores (no calibration): they measure how far the scores are from calibrated LLRs."
+        )
+        + f" ASVspoof 5 costs: Pspoof {settings['p_spoof']}, Cmiss {settings['c_miss']}, Cfa {settings['c_fa']}.",
+    ]
+    if settings["n_bootstrap"]:
+        lines.append(
+            f"- CIs: {settings['confidence']:.0%} percentile bootstrap over {settings['resampling']} "
+            f"({settings['n_clusters']}), {settings['n_bootstrap']} resamples, seed {settings['seed']}, the same "
+            "resamples for every group (paired); p-values two-sided from the paired differences."
+        )
+    else:
+        lines.append("- No confidence intervals or p-values (no bootstrap).")
+    if result["n_runs"] > 1:
+        lines.append(
+            f"- {result['n_runs']} runs over the same trials: numbers and CIs on all runs' trials pooled "
+            "(each run decides at its own threshold; scores shifted so the thresholds coincide); mean ± std "
+            "(sample) over the runs beside them."
+        )
+    if result["skipped"]:
+        lines.append("- Not evaluated (a class is missing): " + "; ".join(result["skipped"]) + ".")
+    return lines

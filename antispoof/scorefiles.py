@@ -179,6 +179,11 @@ class CMScores:
     def is_bonafide(self) -> np.ndarray:
         return np.fromiter(map("bonafide".__eq__, self.keys), dtype=bool, count=len(self.keys))
 
+    def by_class(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(bona fide scores, spoof scores)``."""
+        is_bonafide = self.is_bonafide
+        return self.scores[is_bonafide], self.scores[~is_bonafide]
+
     @classmethod
     def from_columns(
         cls,

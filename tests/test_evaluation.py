@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 from conftest import REPO_ROOT, shared_path
+from emotion_cases import GROUP_FIELDS, VERSUS_FIELDS
 from score_cases import (
     ASV_EVAL,
     DUPLICATE_IN_FILE,
@@ -202,3 +203,124 @@ def test_dses_breakdown_and_plot_det_accept_mappings(tmp_path):
     assert "| all | 20 | 20 | 2 |" in ev.format_dses_markdown(result)
     paths = ev.plot_det(entries, scores, tmp_path / "det")
     assert [p.name for p in paths] == ["det_happy.png", "det_sad.png"]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# --metadata: breakdown by any column, fixed threshold, calibration, seeds
+# ----------------------------------------------------------------------------------------------------------
+@pytest.fixture
+def dses_files(tmp_path):
+    """dses_protocol.tsv (as main.py writes it), two seeds' score files and a dev score file."""
+    from emotion_cases import planted_trials, write_dev_scores, write_metadata, write_scores
+
+    columns, scores = planted_trials(n_speakers=6, per_cell=10)
+    metadata = write_metadata(tmp_path / "dses" / "dses_protocol.tsv", columns)
+    seed1 = write_scores(tmp_path / "seed1.txt", columns, scores)
+    seed2 = write_scores(
+        tmp_path / "seed2.txt", columns, planted_trials(n_speakers=6, per_cell=10, seed=5)[1]
+    )
+    dev = write_dev_scores(tmp_path / "dev_scores.txt", scale=3.0)
+    return {"metadata": metadata, "scores": [seed1, seed2], "dev": dev, "tmp": tmp_path}
+
+
+def breakdown_json(capsys, *args) -> dict:
+    assert ev.main([*map(str, args), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_cli_breakdown_json_contract(dses_files, capsys):
+    f = dses_files
+    result = breakdown_json(
+        capsys,
+        "--cm_scores",
+        f["scores"][0],
+        "--metadata",
+        f["metadata"],
+        "--group_by",
+        "emotion,system",
+        "--threshold_from",
+        f["dev"],
+        "--n_bootstrap",
+        "300",
+    )
+    dev_bonafide, dev_spoof = ev.read_score_file(f["dev"]).by_class()
+    assert result["threshold"] == ev.compute_eer(dev_bonafide, dev_spoof)[1]
+    assert result["threshold_source"] == f"EER threshold of {f['dev']}"
+    assert set(result["groups"]) == {"emotion", "system"} and result["reference_group"] == "neutral"
+    sad = result["groups"]["emotion"]["sad"]
+    versus = sad["vs_reference"]
+    assert GROUP_FIELDS <= set(sad) and VERSUS_FIELDS <= set(versus)  # the issue's JSON contract
+    assert versus["significant_bonafide_rejection"] and not result["calibrated"]
+
+
+def test_cli_breakdown_markdown_threshold_and_seeds(dses_files, capsys):
+    f = dses_files
+    args = ["--cm_scores", *map(str, f["scores"]), "--metadata", str(f["metadata"]), "--threshold", "0.5"]
+    assert ev.main([*args, "--n_bootstrap", "100"]) == 0
+    text = capsys.readouterr().out
+    assert (
+        "### By emotion" in text and "Against **neutral**" in text and "Fixed threshold: 0.5 (given" in text
+    )
+    assert "EER (%) mean ± std" in text and "2 runs over the same trials" in text
+    result = breakdown_json(capsys, *args, "--n_bootstrap", "0")
+    assert result["threshold"] == 0.5 and result["n_runs"] == 2
+    assert result["groups"]["emotion"]["sad"]["across_runs"]["n_runs"] == 2
+    assert result["groups"]["emotion"]["sad"]["eer_ci"] is None
+
+
+def test_cli_calibration_fit_save_and_apply(dses_files, capsys):
+    f = dses_files
+    saved = f["tmp"] / "calibration.json"
+    fitted = breakdown_json(capsys, "--calibrate_on", f["dev"], "--save_calibration", saved)
+    assert json.loads(saved.read_text())["slope"] == fitted["slope"] and fitted["prior"] == 0.5
+    common = ["--cm_scores", f["scores"][0], "--metadata", f["metadata"], "--n_bootstrap", "0"]
+    applied = breakdown_json(capsys, *common, "--calibration", saved)
+    fitted_here = breakdown_json(capsys, *common, "--calibrate_on", f["dev"])
+    raw = breakdown_json(capsys, *common)
+    assert applied["calibrated"] and applied["calibration_source"] == str(saved)
+    assert (
+        applied["groups"]["emotion"]["sad"]["cllr_bits"]
+        == fitted_here["groups"]["emotion"]["sad"]["cllr_bits"]
+    )
+    assert (
+        applied["groups"]["emotion"]["happy"]["cllr_bits"] != raw["groups"]["emotion"]["happy"]["cllr_bits"]
+    )
+    assert "pooled EER threshold of the scores themselves" in raw["threshold_source"]
+
+
+def test_cli_breakdown_errors(dses_files, capsys):
+    f = dses_files
+    lines = f["metadata"].read_text().splitlines()
+    short = f["tmp"] / "short.tsv"
+    short.write_text("\n".join(lines[:-1]) + "\n")  # one trial fewer than the score file
+    assert ev.main(["--cm_scores", str(f["scores"][0]), "--metadata", str(short)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "scores do not match the metadata" in err and "not in the metadata" in err
+    broken = f["tmp"] / "broken.tsv"
+    broken.write_text(lines[0] + "\n" + lines[1].replace("bonafide", "real") + "\n")
+    assert ev.main(["--cm_scores", str(f["scores"][0]), "--metadata", str(broken)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "broken.tsv:2: key 'real' is not bonafide|spoof" in err
+    args = ["--cm_scores", str(f["scores"][0]), "--metadata", str(f["metadata"]), "--group_by", "gender"]
+    assert ev.main(args) == 1
+    assert "no column 'gender'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--metadata", "m.tsv"], "give --cm_scores, --compare or --calibrate_on"),
+        (["--cm_scores", "a.txt", "b.txt"], "several --cm_scores (seeds) need --metadata"),
+        (["--compare", "exp"], "--compare and --out go together"),
+        (["--cm_scores", "a", "--threshold", "1", "--threshold_from", "d"], "not allowed with argument"),
+        (
+            ["--cm_scores", "a", "b", "c", "--metadata", "m", "--threshold_from", "d", "e"],
+            "one per --cm_scores",
+        ),
+        (["--calibrate_on", "a", "b", "--save_calibration", "c.json"], "exactly one --calibrate_on"),
+    ],
+)
+def test_cli_usage_errors_exit_2(args, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        ev.main(args)
+    assert info.value.code == 2 and message in capsys.readouterr().err

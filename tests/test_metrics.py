@@ -183,3 +183,60 @@ def test_bootstrap_is_fast_on_10k_trials():
     ci = metrics.bootstrap_ci(scores, labels, speakers)  # default 1000 resamples
     assert ci["n_resamples"] == 1000
     assert time.perf_counter() - start < 5.0
+
+
+# ----------------------------------------------------------------------------------------------------------
+# fixed operating point, paired bootstrap, p-values, Holm (hand-computed)
+# ----------------------------------------------------------------------------------------------------------
+def test_rates_at_threshold_hand_computed():
+    # threshold 1.0: bona fide 0.5 is rejected (1 of 4); spoofs 1.0 (tie: accepted) and 2.0 pass (2 of 5)
+    rejected, accepted = metrics.rates_at_threshold([0.5, 1.5, 2.0, 3.0], [-1.0, 0.0, 0.9, 1.0, 2.0], 1.0)
+    assert (rejected, accepted) == (0.25, 0.4)
+    assert metrics.rates_at_threshold([1.0], [0.0], -10.0) == (0.0, 1.0)  # accept everything
+
+
+def test_bayes_threshold_and_dcf_costs():
+    assert metrics.bayes_threshold() == pytest.approx(-math.log(1.9))
+    costs = metrics.DCFCosts(p_spoof=0.5, c_miss=1.0, c_fa=1.0)
+    assert metrics.bayes_threshold(costs) == 0.0
+    assert metrics.normalised_dcf(0.2, 0.1, costs) == pytest.approx((0.5 * 0.2 + 0.5 * 0.1) / 0.5)
+
+
+def test_bootstrap_rate_replicates_hand_computed():
+    # speaker 0: 1 of 2 hits, speaker 1: 0 of 1, speaker 2: 2 of 2
+    hits = np.array([True, False, False, True, True])
+    clusters = np.array([0, 0, 1, 2, 2])
+    draws = np.array([[3, 0, 0], [0, 3, 0], [1, 1, 1], [0, 1, 2], [0, 0, 0]])
+    rates = metrics.bootstrap_rate_replicates(hits, clusters, draws)
+    np.testing.assert_allclose(rates[:4], [1 / 2, 0.0, 3 / 5, 4 / 5])
+    assert np.isnan(rates[4])  # a resample without any of these trials
+
+
+def test_cluster_draws_resample_every_cluster_count():
+    draws = metrics.cluster_draws(7, 50, seed=3)
+    assert draws.shape == (50, 7) and (draws.sum(axis=1) == 7).all()
+    np.testing.assert_array_equal(draws, metrics.cluster_draws(7, 50, seed=3))
+
+
+def test_bootstrap_p_value_hand_computed():
+    # 9 resample differences, all positive: P(<= 0) = (0 + 1) / 10, two-sided 0.2
+    assert metrics.bootstrap_p_value(np.arange(1.0, 10.0)) == pytest.approx(0.2)
+    # 2 of 9 at or below zero: (2 + 1) / 10 = 0.3 on that side, p = 0.6
+    assert metrics.bootstrap_p_value(np.array([-1.0, 0.0, 1, 2, 3, 4, 5, 6, 7])) == pytest.approx(0.6)
+    assert metrics.bootstrap_p_value(np.zeros(5)) == 1.0  # no difference in any resample
+    assert metrics.bootstrap_p_value(np.array([np.nan, 1.0, 2.0, 3.0])) == pytest.approx(0.5)  # NaN dropped
+
+
+def test_holm_adjust_hand_computed():
+    # m = 4: sorted 0.01, 0.02, 0.03, 0.5 -> 0.04, 0.06, 0.06 (monotone), 0.5
+    adjusted = metrics.holm_adjust([0.03, 0.5, 0.01, 0.02])
+    np.testing.assert_allclose(adjusted, [0.06, 0.5, 0.04, 0.06])
+    assert metrics.holm_adjust([0.6, 0.3]) == [0.6, 0.6]  # capped and non-decreasing
+    nan_kept = metrics.holm_adjust([0.01, float("nan")])
+    assert nan_kept[0] == 0.01 and math.isnan(nan_kept[1])  # NaN is not counted in m
+
+
+def test_percentile_interval_drops_nan_and_refuses_all_nan():
+    assert metrics.percentile_interval(np.array([np.nan, 1.0, 2.0, 3.0]), 0.5) == [1.5, 2.5]
+    with pytest.raises(ValueError, match="every resample"):
+        metrics.percentile_interval(np.array([np.nan]), 0.95)
