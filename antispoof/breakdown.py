@@ -85,6 +85,7 @@ class _Trials:
     rejected: np.ndarray  # score < its run's threshold
     n_clusters: int
     resampling: str  # what a cluster is: "speakers", or "trials" when there is only one speaker
+    n_runs: int
 
 
 def fixed_threshold(
@@ -129,6 +130,7 @@ def _stack(table: TrialTable, runs: Sequence[ScoredRun]) -> _Trials:
         rejected=raw < thresholds,
         n_clusters=int(clusters.max()) + 1,
         resampling=resampling,
+        n_runs=n_runs,
     )
 
 
@@ -170,10 +172,20 @@ def _replicates(trials: _Trials, mask: np.ndarray, draws: np.ndarray, costs: DCF
     }
 
 
-def _across_runs(trials: _Trials, mask: np.ndarray, n_runs: int, costs: DCFCosts) -> dict:
+def _interval(replicates: np.ndarray, confidence: float) -> list[float] | None:
+    """The percentile interval, or None when no resample could compute the number (JSON has no NaN)."""
+    return percentile_interval(replicates, confidence) if np.isfinite(replicates).any() else None
+
+
+def _p_value(deltas: np.ndarray) -> float | None:
+    p = bootstrap_p_value(deltas)
+    return None if np.isnan(p) else p
+
+
+def _across_runs(trials: _Trials, mask: np.ndarray, costs: DCFCosts) -> dict:
     """Mean and sample standard deviation over the runs of each number (each run on its own trials)."""
-    per_run = [_point_metrics(trials, mask & (trials.run == r), costs) for r in range(n_runs)]
-    summary: dict = {"n_runs": n_runs}
+    per_run = [_point_metrics(trials, mask & (trials.run == r), costs) for r in range(trials.n_runs)]
+    summary: dict = {"n_runs": trials.n_runs}
     for metric in RUN_METRICS:
         values = np.array([run[metric] for run in per_run])
         summary[f"{metric}_mean"] = float(values.mean())
@@ -182,7 +194,7 @@ def _across_runs(trials: _Trials, mask: np.ndarray, n_runs: int, costs: DCFCosts
     return summary
 
 
-def _group(trials: _Trials, table: TrialTable, mask: np.ndarray, draws, settings, n_runs: int):
+def _group(trials: _Trials, table: TrialTable, mask: np.ndarray, draws, settings: BreakdownSettings):
     """A group's metrics (JSON-ready) and its bootstrap replicates (None without bootstrap)."""
     entries = mask[trials.rows]
     n_bonafide, n_spoof = class_counts(table.is_bonafide, mask)
@@ -194,12 +206,10 @@ def _group(trials: _Trials, table: TrialTable, mask: np.ndarray, draws, settings
     }
     replicates = None if draws is None else _replicates(trials, entries, draws, settings.costs)
     for metric in RATE_METRICS:
-        interval = (
-            None if replicates is None else percentile_interval(replicates[metric], settings.confidence)
-        )
+        interval = None if replicates is None else _interval(replicates[metric], settings.confidence)
         metrics[metric.replace("_percent", "_ci")] = interval
-    if n_runs > 1:
-        metrics["across_runs"] = _across_runs(trials, entries, n_runs, settings.costs)
+    if trials.n_runs > 1:
+        metrics["across_runs"] = _across_runs(trials, entries, settings.costs)
     return metrics, replicates
 
 
@@ -214,8 +224,8 @@ def _versus_reference(groups: dict, replicates: dict, reference: str, settings: 
                 versus[f"delta_{short}_ci"], versus[f"p_{short}"] = None, None
                 continue
             deltas = replicates[name][metric] - replicates[reference][metric]
-            versus[f"delta_{short}_ci"] = percentile_interval(deltas, settings.confidence)
-            versus[f"p_{short}"] = bootstrap_p_value(deltas)
+            versus[f"delta_{short}_ci"] = _interval(deltas, settings.confidence)
+            versus[f"p_{short}"] = _p_value(deltas)
         groups[name]["vs_reference"] = versus
     for _, short in TESTED:
         raw = [groups[name]["vs_reference"][f"p_{short}"] for name in others]
@@ -256,7 +266,7 @@ def breakdown(
         "reference_group": reference_group,
         "group_by": list(group_by),
         "settings": _settings_json(settings, trials),
-        "pooled": _group(trials, table, np.ones(len(table), dtype=bool), draws, settings, len(runs))[0],
+        "pooled": _group(trials, table, np.ones(len(table), dtype=bool), draws, settings)[0],
         "groups": {},
         "skipped": [],
     }
@@ -274,9 +284,7 @@ def _column(trials, table, spec: str, draws, settings, reference_group, skipped:
         if n_bonafide == 0 or n_spoof == 0:
             skipped.append(f"{spec} {name} ({n_bonafide} bona fide, {n_spoof} spoof)")
             continue
-        groups[name], replicates[name] = _group(
-            trials, table, mask, draws, settings, int(trials.run.max()) + 1
-        )
+        groups[name], replicates[name] = _group(trials, table, mask, draws, settings)
     if reference_group in groups:
         _versus_reference(groups, replicates, reference_group, settings)
     return groups

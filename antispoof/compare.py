@@ -35,6 +35,7 @@ from antispoof.calibration import (
 )
 from antispoof.emotions import EMOTIONS
 from antispoof.fileio import write_text_atomically
+from antispoof.grouping import column_masks
 from antispoof.metadata import TrialTable, read_metadata
 from antispoof.scorefiles import CMScores, EvaluationInputError, ScoreProtocolMismatch, read_score_file
 
@@ -195,8 +196,6 @@ def relative_scores(seeds: Sequence[Experiment]) -> tuple[np.ndarray, np.ndarray
 
 def per_group_scores(seeds: Sequence[Experiment], column: str = "emotion") -> dict[str, tuple]:
     """``{group: (bona fide, spoof)}`` relative scores (:func:`relative_scores`) of one detector."""
-    from antispoof.grouping import column_masks
-
     table = seeds[0].table
     shifted, rows = relative_scores(seeds)
     is_bonafide = table.is_bonafide[rows]

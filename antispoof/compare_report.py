@@ -42,9 +42,16 @@ def draw_figures(
 ) -> dict[str, Path]:
     """Write the comparison figures into ``out_dir``; returns ``{figure key: path}``."""
     written = {}
+    reference = next(iter(analyses.values()))["reference_group"]
     for key, (metric, short, title, ylabel) in BAR_METRICS.items():
         values = _bar_values(analyses, metric, short)
-        written[key] = figures.plot_grouped_bars(values, out_dir / FIGURES[key], title, ylabel)
+        written[key] = figures.plot_grouped_bars(
+            values,
+            out_dir / FIGURES[key],
+            title,
+            ylabel,
+            significant_label=f"differs from {reference} (Holm)",
+        )
     scores = {detector: per_group_scores(seeds) for detector, seeds in detectors.items()}
     written["distributions"] = figures.plot_score_distributions(
         scores, out_dir / FIGURES["distributions"], "score − fixed threshold"

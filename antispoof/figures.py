@@ -19,6 +19,7 @@ from antispoof.metrics import compute_det_curve, eer_from_det
 
 # Okabe & Ito (2008), "Color Universal Design": black first is left out (it is kept for reference lines)
 OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#F0E442", "#000000")
+PANELS_PER_ROW = 3  # figures with one panel per detector wrap after this many
 DET_TICKS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.99)
 
 
@@ -124,7 +125,7 @@ def plot_grouped_bars(
     (marked with an asterisk above the bar)."""
     detectors = list(values)
     groups = list(dict.fromkeys(g for per_group in values.values() for g in per_group))
-    figure = new_figure(max(6.0, 1.3 * len(groups) * max(1, len(detectors)) / 2 + 2.5), 4.6)
+    figure = new_figure(min(14.0, max(7.0, 0.5 * len(groups) * len(detectors) + 3.0)), 5.0)
     axes = figure.add_subplot()
     width = 0.8 / len(detectors)
     for d, (detector, colour) in enumerate(zip(detectors, _cycle(OKABE_ITO, len(detectors)))):
@@ -206,12 +207,24 @@ def plot_score_distributions(
     return save_figure(figure, out_path)
 
 
+def _panels(figure, n: int, per_row: int = PANELS_PER_ROW) -> list:
+    """``n`` axes in rows of at most ``per_row``; the unused cells of the last row are switched off."""
+    n_rows, n_cols = -(-n // per_row), min(n, per_row)
+    grid = figure.subplots(n_rows, n_cols, squeeze=False).ravel().tolist()
+    for axes in grid[n:]:
+        axes.set_axis_off()
+    return grid[:n]
+
+
+def _panel_size(n: int, width: float, height: float, per_row: int = PANELS_PER_ROW) -> tuple[float, float]:
+    return width * min(n, per_row), height * -(-n // per_row)
+
+
 def plot_det_panels(curves: Mapping[str, Mapping[str, tuple]], out_path: str | os.PathLike) -> Path:
     """One DET panel per detector with a curve per group: ``curves[detector][group] = (bona fide, spoof)``."""
     detectors = list(curves)
-    figure = new_figure(5.2 * len(detectors), 5.4)
-    grid = figure.subplots(1, len(detectors), squeeze=False)[0]
-    for axes, detector in zip(grid, detectors):
+    figure = new_figure(*_panel_size(len(detectors), 5.2, 5.4))
+    for axes, detector in zip(_panels(figure, len(detectors)), detectors):
         draw_det_axes(axes, curves[detector], legend_size="x-small")
         axes.set_title(f"DET per emotion: {detector}")
     return save_figure(figure, out_path)
@@ -226,10 +239,10 @@ def plot_heatmaps(
     finite = np.concatenate([m[2][np.isfinite(m[2])] for m in matrices.values()] + [np.zeros(1)])
     vmax = max(float(finite.max()), 1e-9)
     n_cols = max(len(m[1]) for m in matrices.values())
-    figure = new_figure(
-        (1.1 * n_cols + 2.0) * len(detectors) + 1.0, 0.55 * max(len(m[0]) for m in matrices.values()) + 2.0
-    )
-    grid = figure.subplots(1, len(detectors), squeeze=False)[0]
+    n_rows = max(len(m[0]) for m in matrices.values())
+    width, height = _panel_size(len(detectors), 1.1 * n_cols + 2.0, 0.55 * n_rows + 1.6)
+    figure = new_figure(width + 1.0, height + 0.5)
+    grid = _panels(figure, len(detectors))
     image = None
     for axes, detector in zip(grid, detectors):
         rows, cols, values = matrices[detector]

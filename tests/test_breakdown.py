@@ -48,7 +48,7 @@ def test_planted_effects_are_found_and_nothing_else(planted):
 
 def test_json_contract(planted):
     _, _, result, _ = planted
-    parsed = json.loads(json.dumps(result))
+    parsed = json.loads(json.dumps(result, allow_nan=False))  # strict JSON: no NaN anywhere
     assert isinstance(parsed["threshold"], float)
     assert list(parsed["groups"]) == ["emotion", "system"]
     assert list(parsed["groups"]["emotion"]) == sorted(EMOTIONS)
@@ -205,6 +205,7 @@ def test_groups_lacking_a_class_are_skipped_and_one_speaker_resamples_trials():
     assert set(result["groups"]["emotion"]) == {"happy", "sad"}
     assert result["skipped"] == ["emotion angry (1 bona fide, 0 spoof)"]
     assert result["settings"]["resampling"].startswith("trials")
+    json.dumps(result, allow_nan=False)  # resamples lacking a class leave no NaN in the output
 
 
 def test_fixed_threshold_sources():
