@@ -310,6 +310,9 @@ def _all_groups(breakdown: Mapping) -> list[Mapping]:
 # --------------------------------------------------------------------------------------------------
 # grouped breakdown (antispoof.breakdown)
 # --------------------------------------------------------------------------------------------------
+FEW_SPEAKERS = 5  # below this many resampled units the bootstrap says little, and the notes say so
+
+
 def _pm(value: float, spread: float, digits: int = 2) -> str:
     return f"{value:.{digits}f} ± {spread:.{digits}f}"
 
@@ -407,6 +410,11 @@ def breakdown_notes(result: Mapping) -> list[str]:
             f"({settings['n_clusters']}), {settings['n_bootstrap']} resamples, seed {settings['seed']}, the same "
             "resamples for every group (paired); p-values two-sided from the paired differences."
         )
+        if settings["n_clusters"] < FEW_SPEAKERS:
+            lines.append(
+                f"- Only {settings['n_clusters']} {settings['resampling'].split()[0]} to resample: the CIs and "
+                "p-values are rough; read the point estimates."
+            )
     else:
         lines.append("- No confidence intervals or p-values (no bootstrap).")
     if result["n_runs"] > 1:

@@ -175,3 +175,23 @@ def test_plot_det_writes_a_png_per_emotion(tmp_path, dses_result):
     for path in paths:
         data = path.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_breakdown_markdown_tables_and_notes():
+    from emotion_cases import planted_table
+
+    from antispoof.breakdown import BreakdownSettings, ScoredRun, breakdown
+
+    table, scores = planted_table(n_speakers=2, per_cell=5)
+    result = breakdown(
+        table, [ScoredRun(scores, 0.0)], ["emotion"], "neutral", BreakdownSettings(n_bootstrap=50)
+    )
+    result["threshold_source"] = "given on the command line (--threshold)"
+    text = reports.format_breakdown_markdown(result, title="DSES")
+    assert text.startswith("## DSES\n") and "### By emotion" in text
+    sad = result["groups"]["emotion"]["sad"]
+    row = next(line for line in text.splitlines() if line.startswith("| sad | 10 | 20 | 2 |"))
+    assert f"{sad['bonafide_rejection_percent']:.2f} {reports.ci_text(sad['bonafide_rejection_ci'])}" in row
+    assert "Against **neutral**" in text and "Holm over the 4 comparisons" in text
+    assert "Fixed threshold: 0 (given on the command line (--threshold))" in text
+    assert "Only 2 speakers to resample: the CIs and p-values are rough" in text
