@@ -177,9 +177,12 @@ def _interval(replicates: np.ndarray, confidence: float) -> list[float] | None:
     return percentile_interval(replicates, confidence) if np.isfinite(replicates).any() else None
 
 
-def _p_value(deltas: np.ndarray) -> float | None:
+def _p_value(deltas: np.ndarray, n_clusters: int) -> float | None:
+    """The bootstrap p-value, but never below 2^(1 - K) for K resampled speakers: the smallest two-sided p an
+    exact test that swaps the two groups within speakers can reach. With few speakers every resample can show
+    a difference of the same sign, and the bootstrap alone would then call anything significant."""
     p = bootstrap_p_value(deltas)
-    return None if np.isnan(p) else p
+    return None if np.isnan(p) else max(p, min(1.0, 2.0 ** (1 - n_clusters)))
 
 
 def _across_runs(trials: _Trials, mask: np.ndarray, costs: DCFCosts) -> dict:
@@ -213,7 +216,9 @@ def _group(trials: _Trials, table: TrialTable, mask: np.ndarray, draws, settings
     return metrics, replicates
 
 
-def _versus_reference(groups: dict, replicates: dict, reference: str, settings: BreakdownSettings) -> None:
+def _versus_reference(
+    groups: dict, replicates: dict, reference: str, settings: BreakdownSettings, n_clusters: int
+) -> None:
     """Add ``vs_reference`` to every other group: paired differences, CIs, p-values, Holm over the column."""
     others = [name for name in groups if name != reference]
     for name in others:
@@ -225,7 +230,7 @@ def _versus_reference(groups: dict, replicates: dict, reference: str, settings: 
                 continue
             deltas = replicates[name][metric] - replicates[reference][metric]
             versus[f"delta_{short}_ci"] = _interval(deltas, settings.confidence)
-            versus[f"p_{short}"] = _p_value(deltas)
+            versus[f"p_{short}"] = _p_value(deltas, n_clusters)
         groups[name]["vs_reference"] = versus
     for _, short in TESTED:
         raw = [groups[name]["vs_reference"][f"p_{short}"] for name in others]
@@ -286,7 +291,7 @@ def _column(trials, table, spec: str, draws, settings, reference_group, skipped:
             continue
         groups[name], replicates[name] = _group(trials, table, mask, draws, settings)
     if reference_group in groups:
-        _versus_reference(groups, replicates, reference_group, settings)
+        _versus_reference(groups, replicates, reference_group, settings, trials.n_clusters)
     return groups
 
 
@@ -298,7 +303,7 @@ def _settings_json(settings: BreakdownSettings, trials: _Trials) -> dict:
         "alpha": settings.alpha,
         "resampling": trials.resampling,
         "n_clusters": trials.n_clusters,
-        "p_value": "two-sided, paired speaker bootstrap",
+        "p_value": "two-sided, paired speaker bootstrap, at least 2^(1 - n_clusters)",
         "correction": "Holm, over the groups of a column, per metric",
         **settings.costs._asdict(),
     }

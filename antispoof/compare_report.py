@@ -62,7 +62,7 @@ def draw_figures(
         written["heatmap"] = figures.plot_heatmaps(
             {d: m for d, m in matrices.items() if m[2].size},
             out_dir / FIGURES["heatmap"],
-            "EER (%) per emotion x TTS system (bona fide of the emotion vs that system's spoofs)",
+            "EER (%) per emotion x TTS system\n(bona fide of the emotion against that system's spoofs)",
         )
     return written
 

@@ -138,15 +138,43 @@ def plot_grouped_bars(
     axes.set_ylim(0, axes.get_ylim()[1] * 1.08)  # headroom for the significance marks
     axes.grid(True, axis="y", linewidth=0.5, alpha=0.6)
     axes.set_axisbelow(True)
-    handles, labels = axes.get_legend_handles_labels()
-    handles += [
-        axes.errorbar([], [], yerr=[], color="black", capsize=3, linewidth=1),
-        axes.plot([], [], "o", color="white", markeredgecolor="black", markersize=3.5)[0],
-        axes.plot([], [], "*", color="black", markersize=8)[0],
-    ]
-    labels += ["95 % CI", "one run (seed)", significant_label]
-    axes.legend(handles, labels, fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    axes.legend(
+        *_bar_legend(axes, values, significant_label),
+        fontsize="small",
+        loc="upper left",
+        bbox_to_anchor=(1.0, 1.0),
+    )
     return save_figure(figure, out_path)
+
+
+def _bar_legend(
+    axes, values: Mapping[str, Mapping[str, Mapping]], significant_label: str
+) -> tuple[list, list]:
+    """The detectors, then a key to the marks that the chart shows (CI whiskers, seed dots, asterisks)."""
+    handles, labels = axes.get_legend_handles_labels()
+    cells = [cell for per_group in values.values() for cell in per_group.values() if cell is not None]
+    marks = (
+        (
+            any(c.get("ci") for c in cells),
+            "95 % CI",
+            lambda: axes.errorbar([], [], yerr=[], color="black", capsize=3),
+        ),
+        (
+            any(len(c.get("runs") or []) > 1 for c in cells),
+            "one run (seed)",
+            lambda: axes.plot([], [], "o", color="white", markeredgecolor="black", markersize=3.5)[0],
+        ),
+        (
+            any(c.get("significant") for c in cells),
+            significant_label,
+            lambda: axes.plot([], [], "*", color="black")[0],
+        ),
+    )
+    for shown, label, handle in marks:
+        if shown:
+            handles.append(handle())
+            labels.append(label)
+    return handles, labels
 
 
 def _draw_bars(axes, xs, cells, width: float, colour: str, label: str) -> None:
@@ -184,7 +212,7 @@ def plot_score_distributions(
     ``distributions[detector][group] = (bona_fide_scores, spoof_scores)``, the threshold at x = 0."""
     detectors = list(distributions)
     groups = list(dict.fromkeys(g for per_group in distributions.values() for g in per_group))
-    figure = new_figure(2.6 * len(groups) + 0.6, 2.2 * len(detectors) + 0.9)
+    figure = new_figure(2.6 * len(groups) + 0.6, 2.4 * len(detectors) + 1.0)
     grid = figure.subplots(len(detectors), len(groups), squeeze=False, sharex="row")
     colours = {"bona fide": OKABE_ITO[3], "spoof": OKABE_ITO[4]}
     for row, detector in enumerate(detectors):
@@ -241,7 +269,7 @@ def plot_heatmaps(
     n_cols = max(len(m[1]) for m in matrices.values())
     n_rows = max(len(m[0]) for m in matrices.values())
     width, height = _panel_size(len(detectors), 1.1 * n_cols + 2.0, 0.55 * n_rows + 1.6)
-    figure = new_figure(width + 1.0, height + 0.5)
+    figure = new_figure(max(width + 1.0, 7.0), height + 0.8)
     grid = _panels(figure, len(detectors))
     image = None
     for axes, detector in zip(grid, detectors):

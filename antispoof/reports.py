@@ -408,7 +408,8 @@ def breakdown_notes(result: Mapping) -> list[str]:
         lines.append(
             f"- CIs: {settings['confidence']:.0%} percentile bootstrap over {settings['resampling']} "
             f"({settings['n_clusters']}), {settings['n_bootstrap']} resamples, seed {settings['seed']}, the same "
-            "resamples for every group (paired); p-values two-sided from the paired differences."
+            "resamples for every group (paired); p-values two-sided from the paired differences (never below "
+            "2^(1 - speakers))."
         )
         if settings["n_clusters"] < FEW_SPEAKERS:
             lines.append(

@@ -18,7 +18,7 @@ def compared(tmp_path_factory):
     """AASIST with two seeds (one ships calibration.json, the other only dev scores) and AASIST_FiLM without dev
     scores, compared with a fallback threshold."""
     root = tmp_path_factory.mktemp("experiments")
-    small = dict(n_speakers=6, per_cell=10)
+    small = dict(n_speakers=10, per_cell=6)
     calibration = {"slope": 1.0, "offset": -0.5, "prior": 0.5}
     folders = [
         write_experiment(root / "LA_AASIST_ep100_seed1", "AASIST", seed=1, calibration=calibration, **small),

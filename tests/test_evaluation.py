@@ -213,11 +213,11 @@ def dses_files(tmp_path):
     """dses_protocol.tsv (as main.py writes it), two seeds' score files and a dev score file."""
     from emotion_cases import planted_trials, write_dev_scores, write_metadata, write_scores
 
-    columns, scores = planted_trials(n_speakers=6, per_cell=10)
+    columns, scores = planted_trials(n_speakers=10, per_cell=6)
     metadata = write_metadata(tmp_path / "dses" / "dses_protocol.tsv", columns)
     seed1 = write_scores(tmp_path / "seed1.txt", columns, scores)
     seed2 = write_scores(
-        tmp_path / "seed2.txt", columns, planted_trials(n_speakers=6, per_cell=10, seed=5)[1]
+        tmp_path / "seed2.txt", columns, planted_trials(n_speakers=10, per_cell=6, seed=5)[1]
     )
     dev = write_dev_scores(tmp_path / "dev_scores.txt", scale=3.0)
     return {"metadata": metadata, "scores": [seed1, seed2], "dev": dev, "tmp": tmp_path}
