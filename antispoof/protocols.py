@@ -15,7 +15,7 @@ from pathlib import Path
 from antispoof.audio import AUDIO_EXTENSIONS
 from antispoof.emotions import EMOTIONS, normalize_emotion
 from antispoof.fileio import atomic_open
-from evaluation import read_asvspoof_protocol
+from antispoof.scorefiles import read_asvspoof_protocol
 
 BONAFIDE, SPOOF = 1, 0
 

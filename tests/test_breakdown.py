@@ -1,0 +1,236 @@
+"""antispoof.breakdown: per-group EER, fixed-threshold error rates, paired speaker bootstrap, Holm, seeds."""
+
+import json
+import time
+
+import numpy as np
+import pytest
+from emotion_cases import EMOTIONS, GROUP_FIELDS, VERSUS_FIELDS, planted_table
+
+from antispoof import metrics
+from antispoof.breakdown import BreakdownSettings, ScoredRun, breakdown, fixed_threshold
+from antispoof.metadata import TrialTable
+from antispoof.scorefiles import CMScores
+
+
+def neutral_eer_threshold(table: TrialTable, scores: np.ndarray) -> float:
+    """A deployed detector's operating point: here the EER threshold of the neutral trials (a stand-in for dev)."""
+    neutral = table.columns["emotion"] == "neutral"
+    return metrics.compute_eer(scores[neutral & table.is_bonafide], scores[neutral & ~table.is_bonafide])[1]
+
+
+@pytest.fixture(scope="module")
+def planted():
+    table, scores = planted_table()  # 10 speakers x 5 emotions; sad: all scores down; angry: spoofs up
+    threshold = neutral_eer_threshold(table, scores)
+    start = time.perf_counter()
+    result = breakdown(table, [ScoredRun(scores, threshold)], ["emotion", "system"], "neutral")
+    return table, scores, result, time.perf_counter() - start
+
+
+def test_planted_effects_are_found_and_nothing_else(planted):
+    """The acceptance test of issue 12: a shift of bona fide and spoof together raises the bona fide rejection
+    at the fixed threshold but not the EER; spoofs shifted up raise the EER."""
+    _, _, result, _ = planted
+    emotion = result["groups"]["emotion"]
+    sad, angry = emotion["sad"]["vs_reference"], emotion["angry"]["vs_reference"]
+    assert sad["significant_bonafide_rejection"] and sad["delta_bonafide_rejection_percent"] > 30
+    assert sad["delta_bonafide_rejection_ci"][0] > 0 and sad["p_bonafide_rejection_holm"] < 0.05
+    assert not sad["significant_eer"] and sad["delta_eer_ci"][0] < 0 < sad["delta_eer_ci"][1]
+    assert angry["significant_eer"] and angry["delta_eer_percent"] > 10 and angry["delta_eer_ci"][0] > 0
+    assert not angry["significant_bonafide_rejection"]  # real angry speech is still accepted
+    for name in ("happy", "surprise"):  # no effect planted
+        versus = emotion[name]["vs_reference"]
+        assert not versus["significant_eer"] and not versus["significant_bonafide_rejection"]
+    assert "vs_reference" not in emotion["neutral"]
+    assert emotion["angry"]["spoof_acceptance_percent"] > 5 * emotion["neutral"]["spoof_acceptance_percent"]
+
+
+def test_json_contract(planted):
+    _, _, result, _ = planted
+    parsed = json.loads(json.dumps(result, allow_nan=False))  # strict JSON: no NaN anywhere
+    assert isinstance(parsed["threshold"], float)
+    assert list(parsed["groups"]) == ["emotion", "system"]
+    assert list(parsed["groups"]["emotion"]) == sorted(EMOTIONS)
+    for name, group in parsed["groups"]["emotion"].items():
+        assert GROUP_FIELDS <= set(group), name
+        assert (
+            group["n_bonafide"] == 10 * 30 and group["n_spoof"] == 10 * 2 * 30 and group["n_speakers"] == 10
+        )
+        for field in ("eer", "bonafide_rejection", "spoof_acceptance"):
+            low, high = group[f"{field}_ci"]
+            assert low <= group[f"{field}_percent"] <= high
+        if name != "neutral":
+            assert VERSUS_FIELDS <= set(group["vs_reference"])
+    # a column without the reference group gets no comparison: all bona fide against each TTS system
+    systems = parsed["groups"]["system"]
+    assert set(systems) == {"CosyVoice", "Zonos"} and all("vs_reference" not in g for g in systems.values())
+    assert systems["Zonos"]["n_bonafide"] == 5 * 10 * 30 and systems["Zonos"]["n_spoof"] == 5 * 10 * 30
+
+
+def test_bootstrap_is_fast(planted):
+    _, _, result, seconds = planted
+    assert result["settings"]["n_bootstrap"] == 1000
+    assert seconds < 10, f"breakdown with 1000 resamples took {seconds:.1f} s"
+
+
+def hand_table():
+    """Two speakers; neutral separates perfectly, sad interleaves (hand-computed below)."""
+    columns = {
+        "utt_id": [f"u{i}" for i in range(8)],
+        "speaker": ["a", "b"] * 4,
+        "emotion": ["neutral"] * 4 + ["sad"] * 4,
+        "key": ["bonafide", "bonafide", "spoof", "spoof"] * 2,
+    }
+    scores = np.array([2.0, 4.0, -1.0, 0.5, 1.0, 3.0, 0.0, 2.0])
+    return TrialTable.from_columns(columns), scores
+
+
+def test_hand_computed_groups():
+    table, scores = hand_table()
+    result = breakdown(
+        table, [ScoredRun(scores, 1.5)], ["emotion"], "neutral", BreakdownSettings(n_bootstrap=0)
+    )
+    neutral, sad = result["groups"]["emotion"]["neutral"], result["groups"]["emotion"]["sad"]
+    # neutral: bona fide {2, 4} above spoofs {-1, 0.5}: EER 0; at 1.5 nothing is wrong
+    assert (
+        neutral["eer_percent"],
+        neutral["bonafide_rejection_percent"],
+        neutral["spoof_acceptance_percent"],
+    ) == (
+        0.0,
+        0.0,
+        0.0,
+    )
+    # sad: sorted 0 (spoof), 1 (bona fide), 2 (spoof), 3 (bona fide): EER 50 %; at 1.5 the bona fide 1.0 is
+    # rejected and the spoof 2.0 accepted
+    assert (sad["eer_percent"], sad["bonafide_rejection_percent"], sad["spoof_acceptance_percent"]) == (
+        50.0,
+        50.0,
+        50.0,
+    )
+    assert sad["min_dcf"] == metrics.compute_min_dcf([1.0, 3.0], [0.0, 2.0])[0]
+    assert sad["act_dcf"] == metrics.compute_act_dcf([1.0, 3.0], [0.0, 2.0])[0]
+    assert sad["cllr_bits"] == metrics.compute_cllr([1.0, 3.0], [0.0, 2.0])
+    versus = sad["vs_reference"]
+    assert (versus["delta_eer_percent"], versus["delta_bonafide_rejection_percent"]) == (50.0, 50.0)
+    assert versus["delta_eer_ci"] is None and versus["p_eer"] is None and versus["significant_eer"] is None
+    assert result["pooled"]["n_bonafide"] == 4 and result["pooled"]["bonafide_rejection_percent"] == 25.0
+
+
+def test_calibrated_llrs_are_used_for_act_dcf_and_cllr_only():
+    table, scores = hand_table()
+    llrs = 3 * scores - 2
+    run = ScoredRun(scores, 1.5, llrs=llrs)
+    result = breakdown(table, [run], ["emotion"], None, BreakdownSettings(n_bootstrap=0))
+    sad = result["groups"]["emotion"]["sad"]
+    assert result["calibrated"] and sad["eer_percent"] == 50.0 and sad["bonafide_rejection_percent"] == 50.0
+    assert sad["act_dcf"] == metrics.compute_act_dcf(llrs[[4, 5]], llrs[[6, 7]])[0]
+    assert sad["cllr_bits"] == metrics.compute_cllr(llrs[[4, 5]], llrs[[6, 7]])
+
+
+def materialised_deltas(table, scores, threshold, group, draws):
+    """Delta EER and delta bona fide rejection (group - neutral) of each resample, built trial by trial."""
+    _, speaker = np.unique(table.columns["speaker"], return_inverse=True)
+    emotion, bona = table.columns["emotion"], table.is_bonafide
+    deltas = []
+    for counts in draws:
+        copies = counts[speaker]
+        values = {}
+        for name in (group, "neutral"):
+            picked = np.repeat(np.flatnonzero(emotion == name), copies[emotion == name])
+            s, b = scores[picked], bona[picked]
+            eer = 100 * metrics.compute_eer(s[b], s[~b])[0]
+            values[name] = (eer, 100 * np.mean(s[b] < threshold))
+        deltas.append([values[group][k] - values["neutral"][k] for k in (0, 1)])
+    return np.array(deltas)
+
+
+def test_paired_bootstrap_equals_resamples_built_by_hand():
+    table, scores = planted_table(n_speakers=4, per_cell=3, seed=4)
+    threshold = neutral_eer_threshold(table, scores)
+    settings = BreakdownSettings(n_bootstrap=40, seed=9)
+    result = breakdown(table, [ScoredRun(scores, threshold)], ["emotion"], "neutral", settings)
+    draws = metrics.cluster_draws(4, 40, seed=9)  # speakers in sorted order, as the breakdown draws them
+    for group in ("sad", "angry"):
+        expected = materialised_deltas(table, scores, threshold, group, draws)
+        versus = result["groups"]["emotion"][group]["vs_reference"]
+        assert versus["delta_eer_ci"] == pytest.approx(metrics.percentile_interval(expected[:, 0], 0.95))
+        assert versus["delta_bonafide_rejection_ci"] == pytest.approx(
+            metrics.percentile_interval(expected[:, 1], 0.95)
+        )
+        floor = 2.0 ** (1 - 4)  # the smallest p a within-speaker test over 4 speakers can give
+        assert versus["p_eer"] == pytest.approx(max(floor, metrics.bootstrap_p_value(expected[:, 0])))
+        assert versus["p_bonafide_rejection"] == pytest.approx(
+            max(floor, metrics.bootstrap_p_value(expected[:, 1]))
+        )
+
+
+def test_seeds_pool_trials_and_report_mean_and_std():
+    table, _ = planted_table(n_speakers=10, per_cell=6)
+    runs = []
+    for seed in (1, 2, 3):
+        _, scores = planted_table(n_speakers=10, per_cell=6, seed=seed)
+        scaled = 2.0 * seed * scores + seed  # each seed its own scale and offset
+        runs.append(ScoredRun(scaled, neutral_eer_threshold(table, scaled), name=f"seed{seed}"))
+    settings = BreakdownSettings(n_bootstrap=200)
+    result = breakdown(table, runs, ["emotion"], "neutral", settings)
+    assert result["n_runs"] == 3 and result["threshold"] == [run.threshold for run in runs]
+    singles = [
+        breakdown(table, [run], ["emotion"], "neutral", BreakdownSettings(n_bootstrap=0)) for run in runs
+    ]
+    for emotion, group in result["groups"]["emotion"].items():
+        per_run = [single["groups"]["emotion"][emotion] for single in singles]
+        across = group["across_runs"]
+        for metric in ("eer_percent", "bonafide_rejection_percent", "act_dcf"):
+            values = [run[metric] for run in per_run]
+            assert across[f"{metric}_runs"] == pytest.approx(values)
+            assert across[f"{metric}_mean"] == pytest.approx(np.mean(values))
+            assert across[f"{metric}_std"] == pytest.approx(np.std(values, ddof=1))
+        # pooled rates: every run decides at its own threshold
+        assert group["bonafide_rejection_percent"] == pytest.approx(
+            np.mean([r["bonafide_rejection_percent"] for r in per_run])
+        )
+        assert group["n_bonafide"] == per_run[0]["n_bonafide"]  # counts are of the trials, not of the runs
+    assert result["groups"]["emotion"]["sad"]["vs_reference"]["significant_bonafide_rejection"]
+
+
+def test_groups_lacking_a_class_are_skipped_and_one_speaker_resamples_trials():
+    table = TrialTable.from_columns(
+        {
+            "utt_id": ["a", "b", "c", "d", "e"],
+            "speaker": ["s"] * 5,
+            "key": ["bonafide", "spoof", "bonafide", "spoof", "bonafide"],
+            "emotion": ["sad", "sad", "happy", "happy", "angry"],
+        }
+    )
+    result = breakdown(table, [ScoredRun(np.array([1.0, 0.0, 2.0, 3.0, 1.0]), 0.5)], ["emotion"], "sad")
+    assert set(result["groups"]["emotion"]) == {"happy", "sad"}
+    assert result["skipped"] == ["emotion angry (1 bona fide, 0 spoof)"]
+    assert result["settings"]["resampling"].startswith("trials")
+    json.dumps(result, allow_nan=False)  # resamples lacking a class leave no NaN in the output
+
+
+def test_fixed_threshold_sources():
+    table, scores = hand_table()
+    dev = CMScores.from_columns(
+        ["d1", "d2", "d3"], ["-", "A01", "A02"], ["bonafide", "spoof", "spoof"], [5, 1, 2]
+    )
+    # the official EER threshold of dev (spoofs 1 and 2, bona fide 5) is the score 2
+    assert fixed_threshold(table, scores, dev, "dev.txt", given=9.0) == (2.0, "EER threshold of dev.txt")
+    assert fixed_threshold(table, scores, given=9.0)[0] == 9.0
+    threshold, source = fixed_threshold(table, scores)
+    assert threshold == metrics.compute_eer(scores[table.is_bonafide], scores[~table.is_bonafide])[1]
+    assert "optimistic" in source
+
+
+def test_few_speakers_cannot_make_a_difference_significant():
+    """Two speakers: every resample may show the planted rise, but no test over two speakers can give p < 0.5."""
+    table, scores = planted_table(n_speakers=2, per_cell=20)
+    threshold = neutral_eer_threshold(table, scores)
+    result = breakdown(
+        table, [ScoredRun(scores, threshold)], ["emotion"], "neutral", BreakdownSettings(n_bootstrap=300)
+    )
+    sad = result["groups"]["emotion"]["sad"]["vs_reference"]
+    assert sad["delta_bonafide_rejection_ci"][0] > 0  # the interval still shows the shift
+    assert sad["p_bonafide_rejection"] == 0.5 and not sad["significant_bonafide_rejection"]
