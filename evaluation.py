@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from antispoof import scorefiles
@@ -30,7 +30,7 @@ from antispoof.calibration import (
     load_calibration,
     save_calibration,
 )
-from antispoof.metadata import DSES_COLUMNS, TrialTable, read_metadata
+from antispoof.metadata import TrialTable, read_metadata
 from antispoof.metrics import (  # noqa: F401  (re-exported)
     ASVSPOOF2019_TDCF_COST_MODEL,
     DEFAULT_BOOTSTRAP_RESAMPLES,
@@ -50,7 +50,6 @@ from antispoof.reports import (  # noqa: F401  (re-exported)
     evaluate_asvspoof2019,
     format_asvspoof2019_report,
     format_breakdown_markdown,
-    format_dses_markdown,
 )
 from antispoof.scorefiles import (  # noqa: F401  (re-exported)
     CMScores,
@@ -58,9 +57,11 @@ from antispoof.scorefiles import (  # noqa: F401  (re-exported)
     EvaluationInputError,
     ProtocolEntry,
     ScoreProtocolMismatch,
+    check_scores_against_protocol,
     read_asv_scores,
     read_asvspoof_protocol,
     read_score_file,
+    write_score_file,
 )
 
 PROG = "evaluation.py"
@@ -77,51 +78,6 @@ EXIT_CODES = """exit codes:
   1  a file cannot be read or is malformed (the message names the file and the line)
   2  the scores do not list each trial exactly once: a trial id repeated in a score file, or (with
      --protocol or --metadata) trials missing, extra or with another key or system; also a bad command line"""
-
-
-# --------------------------------------------------------------------------------------------------
-# main.py's call forms, kept until main.py calls the library directly (delete this block then):
-#   antispoof.scorefiles.write_score_file(path, trials, scores)
-#   antispoof.scorefiles.check_scores_against_protocol(read_score_file(path), trials, path)
-#   antispoof.reports.dses_breakdown(TrialTable.from_trials(trials), scores, n_bootstrap=...)
-#   antispoof.figures.plot_det(TrialTable.from_trials(trials), scores, out_dir / "det")
-# --------------------------------------------------------------------------------------------------
-def write_score_file(path, rows):
-    """Deprecated form of :func:`antispoof.scorefiles.write_score_file`: ``rows`` of
-    ``(utt_id, system, key, score)``."""
-    rows = [tuple(row) for row in rows]
-    bad = next((i for i, row in enumerate(rows) if len(row) != 4), None)
-    if bad is not None:
-        raise EvaluationInputError(
-            f"{path}: row {bad + 1} is not (utt_id, system, key, score): {rows[bad]!r}"
-        )
-    entries = [ProtocolEntry("-", row[0], row[1], row[2]) for row in rows]
-    return scorefiles.write_score_file(path, entries, [row[3] for row in rows])
-
-
-def check_scores_against_protocol(scores: CMScores, entries: Sequence, score_path="scores") -> None:
-    """Deprecated form of :func:`antispoof.scorefiles.check_scores_against_protocol`: ``entries`` are
-    ``(speaker, utt_id, system, key)`` tuples."""
-    scorefiles.check_scores_against_protocol(scores, [ProtocolEntry._make(e) for e in entries], score_path)
-
-
-def _dses_table(entries: Sequence[Mapping]) -> TrialTable:
-    return TrialTable.from_columns({name: [e[name] for e in entries] for name in DSES_COLUMNS}, "DSES trials")
-
-
-def dses_breakdown(entries: Sequence[Mapping], scores, **options) -> dict:
-    """Deprecated form of :func:`antispoof.reports.dses_breakdown`: ``entries`` are mappings with utt_id,
-    speaker, emotion, system and key; ``scores`` an aligned array."""
-    from antispoof.reports import dses_breakdown as breakdown
-
-    return breakdown(_dses_table(entries), scores, **options)
-
-
-def plot_det(entries: Sequence[Mapping], scores, out_dir, prefix: str = "det"):
-    """Deprecated form of :func:`antispoof.figures.plot_det` (``entries`` as for :func:`dses_breakdown`)."""
-    from antispoof.figures import plot_det as plot
-
-    return plot(_dses_table(entries), scores, out_dir, prefix)
 
 
 # --------------------------------------------------------------------------------------------------

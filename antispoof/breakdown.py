@@ -111,7 +111,9 @@ def _stack(table: TrialTable, runs: Sequence[ScoredRun]) -> _Trials:
     n = len(table)
     for run in runs:
         if np.shape(run.scores) != (n,) or (run.llrs is not None and np.shape(run.llrs) != (n,)):
-            raise ValueError(f"{run.name}: scores are not aligned with the {n} trials of {table.source}")
+            raise ValueError(
+                f"{run.name}: {np.size(run.scores)} scores are not aligned with the {n} trials of {table.source}"
+            )
     _, clusters = np.unique(table.column("speaker"), return_inverse=True)
     resampling = "speakers"
     if clusters.max() == 0:  # one speaker: resampling it changes nothing, so resample trials instead

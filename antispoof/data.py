@@ -38,7 +38,6 @@ from antispoof.protocols import (
     asvspoof_trials,
     check_asvspoof_layout,
     check_audio_exists,
-    read_dses_protocol,
     scan_dses,
     write_dses_protocol,
 )
@@ -67,7 +66,6 @@ __all__ = [
     "asvspoof_trials",
     "check_asvspoof_layout",
     "check_audio_exists",
-    "read_dses_protocol",
     "scan_dses",
     "write_dses_protocol",
     "TrainDataset",

@@ -183,25 +183,3 @@ def write_dses_protocol(trials: Sequence[Trial], path: str | os.PathLike, root: 
         for t in trials:
             rel = os.path.relpath(t.path, root)
             writer.writerow((t.utt_id, t.speaker, t.emotion, t.system, t.key, Path(rel).as_posix()))
-
-
-def read_dses_protocol(path: str | os.PathLike, root: str | os.PathLike) -> list[Trial]:
-    path, root = Path(path), Path(root)
-    trials = []
-    with open(path, newline="") as f:
-        reader = csv.reader(f, delimiter="\t")
-        header = next(reader, None)
-        if header is None or tuple(header) != DSES_PROTOCOL_FIELDS:
-            raise ProtocolError(
-                f"{path}: not a DSES protocol (header must be {' '.join(DSES_PROTOCOL_FIELDS)})"
-            )
-        for lineno, row in enumerate(reader, start=2):
-            if len(row) != len(DSES_PROTOCOL_FIELDS):
-                raise ProtocolError(
-                    f"{path}:{lineno}: expected {len(DSES_PROTOCOL_FIELDS)} fields, got {len(row)}"
-                )
-            utt, spk, emotion, system, key, rel = row
-            if key not in ("bonafide", "spoof") or emotion not in EMOTIONS:
-                raise ProtocolError(f"{path}:{lineno}: bad key {key!r} or emotion {emotion!r}")
-            trials.append(Trial(utt, spk, system, key, root / rel, emotion=emotion))
-    return trials

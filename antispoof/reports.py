@@ -11,26 +11,14 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from antispoof.grouping import class_counts, column_masks
-from antispoof.metadata import TrialTable
 from antispoof.metrics import (
-    ASVSPOOF5_COSTS,
     ASVSPOOF2019_TDCF_COST_MODEL,
-    DEFAULT_BOOTSTRAP_RESAMPLES,
-    DEFAULT_BOOTSTRAP_SEED,
-    DCFCosts,
-    as_scores,
-    bootstrap_ci,
-    compute_act_dcf,
-    compute_cllr,
     compute_eer,
-    compute_min_dcf,
     compute_min_tdcf,
 )
 from antispoof.scorefiles import (
     CMScores,
     EvaluationInputError,
-    ScoreProtocolMismatch,
     read_asv_scores,
     read_score_file,
 )
@@ -134,177 +122,12 @@ def format_asvspoof2019_report(result: Mapping) -> str:
 # --------------------------------------------------------------------------------------------------
 # DSES tables
 # --------------------------------------------------------------------------------------------------
-def cm_metrics(scores: np.ndarray, is_bonafide: np.ndarray, speakers: np.ndarray, settings: Mapping) -> dict:
-    """Counts, EER (%) and its threshold, minDCF, actDCF, Cllr (bits) of one group, and a speaker-bootstrap
-    CI (:func:`bootstrap_ci`; None when ``settings['n_bootstrap']`` is 0)."""
-    bonafide, spoof = scores[is_bonafide], scores[~is_bonafide]
-    eer, threshold = compute_eer(bonafide, spoof)
-    costs = DCFCosts(settings["p_spoof"], settings["c_miss"], settings["c_fa"])
-    ci = None
-    if settings["n_bootstrap"]:
-        ci = bootstrap_ci(
-            scores,
-            is_bonafide,
-            speakers,
-            n_resamples=settings["n_bootstrap"],
-            confidence=settings["confidence"],
-            seed=settings["seed"],
-            costs=costs,
-        )
-    return {
-        "n_bonafide": int(bonafide.size),
-        "n_spoof": int(spoof.size),
-        "n_speakers": int(np.unique(speakers).size),
-        "eer_percent": 100 * eer,
-        "eer_threshold": threshold,
-        "min_dcf": compute_min_dcf(bonafide, spoof, costs)[0],
-        "act_dcf": compute_act_dcf(bonafide, spoof, costs)[0],
-        "cllr_bits": compute_cllr(bonafide, spoof),
-        "ci": ci,
-    }
-
-
-def dses_breakdown(
-    table: TrialTable,
-    scores,
-    *,
-    n_bootstrap: int = DEFAULT_BOOTSTRAP_RESAMPLES,
-    confidence: float = 0.95,
-    seed: int = DEFAULT_BOOTSTRAP_SEED,
-    costs: DCFCosts = ASVSPOOF5_COSTS,
-) -> dict:
-    """CM metrics of an emotional-speech set, pooled and broken down by emotion and by TTS system.
-
-    ``table``: the trials with ``utt_id``, ``speaker``, ``emotion``, ``system`` and ``key`` columns
-    (:meth:`TrialTable.from_trials` of DSES trials, or :func:`antispoof.metadata.read_metadata` of
-    ``dses_protocol.tsv``); ``scores``: an array aligned with its rows (:meth:`TrialTable.scores_of`).
-
-    Groups (:func:`antispoof.grouping.column_masks`): ``pooled``; ``per_emotion[e]`` (bona fide of emotion e
-    vs spoofs of emotion e); ``per_system[s]`` (all bona fide vs the spoofs of system s);
-    ``per_emotion_system[e][s]`` (bona fide of emotion e vs the spoofs of system s in emotion e). Each group
-    has :func:`cm_metrics` (``n_bootstrap=0`` skips the CIs, for quick per-epoch checks). A group lacking bona
-    fide or spoof trials is left out and listed in ``skipped``. Everything in the result is JSON-serialisable.
-    """
-    values = as_scores(scores, "scores")
-    if values.size != len(table):
-        raise ScoreProtocolMismatch(f"scores: {values.size} scores for {len(table)} trials of {table.source}")
-    is_bonafide, speakers = table.is_bonafide, table.column("speaker")
-    settings = {
-        **costs._asdict(),  # p_spoof, c_miss, c_fa
-        "n_bootstrap": n_bootstrap,
-        "confidence": confidence,
-        "seed": seed,
-    }
-    skipped: list[str] = []
-
-    def group(name: str, mask: np.ndarray) -> dict | None:
-        n_bonafide, n_spoof = class_counts(is_bonafide, mask)
-        if n_bonafide == 0 or n_spoof == 0:
-            skipped.append(f"{name} ({n_bonafide} bona fide, {n_spoof} spoof)")
-            return None
-        return cm_metrics(values[mask], is_bonafide[mask], speakers[mask], settings)
-
-    def groups(prefix: str, masks: Mapping[str, np.ndarray]) -> dict:
-        found = {name: group(f"{prefix}{name}", mask) for name, mask in masks.items()}
-        return {name: metrics for name, metrics in found.items() if metrics is not None}
-
-    emotions, systems = column_masks(table, "emotion"), column_masks(table, "system")
-    result = {"settings": settings, "emotions": list(emotions), "systems": list(systems)}
-    result["pooled"] = group("pooled", np.ones(len(table), dtype=bool))
-    result["per_emotion"] = groups("emotion ", emotions)
-    result["per_system"] = groups("system ", systems)
-    result["per_emotion_system"] = {
-        e: groups(f"emotion {e} x system ", {s: e_mask & s_mask for s, s_mask in systems.items()})
-        for e, e_mask in emotions.items()
-    }
-    result["skipped"] = skipped
-    return result
-
-
 def ci_text(interval: list[float] | None, digits: int = 2) -> str:
     """``[low, high]`` for a table cell, ``–`` when there is no interval."""
     if interval is None:
         return "–"
     low, high = interval
     return f"[{low:.{digits}f}, {high:.{digits}f}]"
-
-
-def _metrics_table(title: str, label: str, groups: Mapping[str, Mapping], confidence: float) -> list[str]:
-    lines = [
-        f"### {title}",
-        "",
-        f"| {label} | bona fide | spoof | speakers | EER (%) | {confidence:.0%} CI | minDCF | actDCF "
-        "| Cllr (bits) |",
-        "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
-    ]
-    for name, m in groups.items():
-        interval = m["ci"]["eer_percent"] if m["ci"] else None
-        lines.append(
-            f"| {name} | {m['n_bonafide']} | {m['n_spoof']} | {m['n_speakers']} | {m['eer_percent']:.2f} | "
-            f"{ci_text(interval)} | {m['min_dcf']:.4f} | {m['act_dcf']:.4f} | {m['cllr_bits']:.4f} |"
-        )
-    return lines + [""]
-
-
-def format_dses_markdown(breakdown: Mapping) -> str:
-    """Markdown tables of :func:`dses_breakdown`: pooled, per emotion, per system, emotion x system grid."""
-    settings = breakdown["settings"]
-    confidence = settings["confidence"]
-    lines = ["## DSES evaluation", ""]
-    if breakdown["pooled"] is not None:
-        lines += _metrics_table("Pooled", "set", {"all": breakdown["pooled"]}, confidence)
-    lines += _metrics_table(
-        "Per emotion (bona fide and spoofs of that emotion)", "emotion", breakdown["per_emotion"], confidence
-    )
-    lines += _metrics_table(
-        "Per TTS system (all bona fide vs that system)", "system", breakdown["per_system"], confidence
-    )
-    systems = breakdown["systems"]
-    lines += [
-        f"### EER (%) by emotion x system, with {confidence:.0%} CI",
-        "",
-        "| emotion | " + " | ".join(systems) + " |",
-        "| --- |" + " --- |" * len(systems),
-    ]
-    for e, row in breakdown["per_emotion_system"].items():
-        cells = [
-            f"{row[s]['eer_percent']:.2f} {ci_text(row[s]['ci']['eer_percent'] if row[s]['ci'] else None)}"
-            if s in row
-            else "–"
-            for s in systems
-        ]
-        lines.append(f"| {e} | " + " | ".join(cells) + " |")
-    return "\n".join(lines + _dses_notes(breakdown)) + "\n"
-
-
-def _dses_notes(breakdown: Mapping) -> list[str]:
-    settings = breakdown["settings"]
-    intervals = [m["ci"] for m in _all_groups(breakdown) if m["ci"] is not None]
-    if intervals:
-        resampling = ", ".join(sorted({ci["resampling"] for ci in intervals}))
-        ci_note = (
-            f"CIs: percentile bootstrap over {resampling}, {settings['n_bootstrap']} resamples, seed "
-            f"{settings['seed']}."
-        )
-    else:
-        ci_note = "No confidence intervals (n_bootstrap 0)."
-    lines = [
-        "",
-        f"minDCF/actDCF: normalised, Pspoof {settings['p_spoof']}, Cmiss {settings['c_miss']}, Cfa "
-        f"{settings['c_fa']} (ASVspoof 5); actDCF and Cllr treat scores as log-likelihood ratios. {ci_note}",
-    ]
-    lines += [f"Note: {n}." for n in sorted({ci["note"] for ci in intervals if ci["note"] is not None})]
-    if breakdown["skipped"]:
-        lines.append("Not evaluated (a class is missing): " + "; ".join(breakdown["skipped"]) + ".")
-    return lines
-
-
-def _all_groups(breakdown: Mapping) -> list[Mapping]:
-    groups = [breakdown["pooled"]] if breakdown["pooled"] is not None else []
-    groups += list(breakdown["per_emotion"].values()) + list(breakdown["per_system"].values())
-    for row in breakdown["per_emotion_system"].values():
-        groups += list(row.values())
-    return groups
 
 
 # --------------------------------------------------------------------------------------------------
@@ -427,3 +250,32 @@ def breakdown_notes(result: Mapping) -> list[str]:
     if result["skipped"]:
         lines.append("- Not evaluated (a class is missing): " + "; ".join(result["skipped"]) + ".")
     return lines
+
+
+def emotion_verdict(result: Mapping, column: str = "emotion") -> str:
+    """One line answering "does this detector fail on emotional speech?" from a breakdown's paired tests:
+    which groups differ from the reference in EER or bona fide rejection at the fixed threshold (Holm)."""
+    groups, reference = result["groups"].get(column, {}), result.get("reference_group")
+    tested = {name: g["vs_reference"] for name, g in groups.items() if "vs_reference" in g}
+    n = result["settings"].get("n_clusters")
+    head = (
+        f"Verdict ({column} vs {reference}, Holm-corrected, {n} {result['settings'].get('resampling', '')})"
+    )
+    if not tested or all(v["p_eer"] is None for v in tested.values()):
+        return f"{head}: not tested (no reference group or no bootstrap)"
+    findings = [
+        f"{name}: {label} {v[f'delta_{metric}']:+.2f} pp (p={v[f'p_{short}_holm']:.3g})"
+        for name, v in tested.items()
+        for metric, short, label in (
+            ("bonafide_rejection_percent", "bonafide_rejection", "bona fide rejection"),
+            ("eer_percent", "eer", "EER"),
+        )
+        if v.get(f"significant_{short}")
+    ]
+    if findings:
+        return f"{head}: differs significantly for " + "; ".join(findings)
+    name, v = max(tested.items(), key=lambda item: abs(item[1]["delta_bonafide_rejection_percent"]))
+    return (
+        f"{head}: no {column} differs significantly from {reference} (largest bona fide rejection difference: "
+        f"{name} {v['delta_bonafide_rejection_percent']:+.2f} pp)"
+    )

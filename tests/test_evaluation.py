@@ -162,46 +162,42 @@ def test_help_lists_exit_codes():
 
 
 # ----------------------------------------------------------------------------------------------------------
-# main.py's call forms (kept until main.py calls the library directly)
+# what main.py hands the library
 # ----------------------------------------------------------------------------------------------------------
-def test_write_score_file_accepts_rows(tmp_path):
-    path = ev.write_score_file(tmp_path / "rows.txt", GOOD_SCORES)
-    assert path.read_text() == "".join(f"{u} {s} {k} {float(v)!r}\n" for u, s, k, v in GOOD_SCORES)
-    with pytest.raises(ev.EvaluationInputError, match="row 2 is not"):
-        ev.write_score_file(tmp_path / "bad.txt", [GOOD_SCORES[0], ("LA_E_2", "A07", 1.0)])
+def test_dses_breakdown_and_plot_det_of_trial_objects(tmp_path):
+    """What main.py hands the library: Trial objects; the generic breakdown and DET plots take them."""
+    from antispoof.breakdown import BreakdownSettings, ScoredRun, breakdown
+    from antispoof.figures import plot_det
+    from antispoof.metadata import TrialTable
+    from antispoof.protocols import Trial
+    from antispoof.reports import format_breakdown_markdown
 
-
-def test_check_scores_against_protocol_accepts_plain_tuples(tmp_path, small_protocol):
-    scores = ev.read_score_file(write_rows(tmp_path / "s.txt", GOOD_SCORES))
-    plain = [tuple(entry) for entry in ev.read_asvspoof_protocol(small_protocol)]
-    ev.check_scores_against_protocol(scores, plain, "s.txt")
-    with pytest.raises(
-        ev.ScoreProtocolMismatch, match=r"s\.txt: .*missing from the scores \(first: LA_E_9\)"
-    ):
-        ev.check_scores_against_protocol(scores, plain + [("LA_0009", "LA_E_9", "-", "bonafide")], "s.txt")
-
-
-def test_dses_breakdown_and_plot_det_accept_mappings(tmp_path):
     rng = np.random.default_rng(0)
-    entries = [
-        {
-            "utt_id": f"{system}/{spk}/{emotion}/{i}",
-            "speaker": spk,
-            "emotion": emotion,
-            "system": system,
-            "key": "bonafide" if system == "-" else "spoof",
-        }
+    trials = [
+        Trial(
+            f"{system}/{spk}/{emotion}/{i}",
+            spk,
+            system,
+            "bonafide" if system == "-" else "spoof",
+            tmp_path,
+            emotion,
+        )
         for spk in ("a", "b")
         for emotion in ("happy", "sad")
         for system in ("-", "Zonos")
         for i in range(5)
     ]
-    scores = np.array([rng.normal(1.0 if e["key"] == "bonafide" else -1.0) for e in entries])
-    result = ev.dses_breakdown(entries, scores, n_bootstrap=0)
-    assert set(result["per_emotion"]) == {"happy", "sad"} and set(result["per_system"]) == {"Zonos"}
+    scores = np.array([rng.normal(1.0 if t.key == "bonafide" else -1.0) for t in trials])
+    table = TrialTable.from_trials(trials)
+    result = breakdown(
+        table, [ScoredRun(scores, 0.0)], ["emotion", "system"], "happy", BreakdownSettings(n_bootstrap=0)
+    )
+    assert set(result["groups"]["emotion"]) == {"happy", "sad"} and set(result["groups"]["system"]) == {
+        "Zonos"
+    }
     assert result["pooled"]["n_bonafide"] == 20 and result["pooled"]["n_speakers"] == 2
-    assert "| all | 20 | 20 | 2 |" in ev.format_dses_markdown(result)
-    paths = ev.plot_det(entries, scores, tmp_path / "det")
+    assert "| sad | 10 | 10 | 2 |" in format_breakdown_markdown(result)
+    paths = plot_det(table, scores, tmp_path / "det")
     assert [p.name for p in paths] == ["det_happy.png", "det_sad.png"]
 
 

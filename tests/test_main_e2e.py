@@ -65,6 +65,9 @@ def test_train_writes_the_experiment_folder(trained):
         "t-DCF_EER.txt",
         "metrics.json",
         "dev_scores_epoch000.txt",
+        "dev_scores.txt",
+        "dses/dses_protocol.tsv",
+        "dses/dses_scores.txt",
         "dses/dses_report.md",
         "dses/dses_metrics.json",
     ):
@@ -74,8 +77,12 @@ def test_train_writes_the_experiment_folder(trained):
     assert metrics["dev"]["best_epoch"] == 0
     assert 0 <= metrics["eval"]["eer_percent"] <= 100
     assert metrics["eval"]["min_tdcf"] is not None
-    assert set(metrics["dses"]["per_emotion"]) == {"neutral", "happy", "angry", "sad", "surprise"}
-    assert set(metrics["dses"]["per_system"]) == {"Zonos", "CosyVoice"}
+    # the DSES breakdown is the generic one (evaluation.py --metadata ... --group_by emotion,system)
+    assert set(metrics["dses"]["groups"]["emotion"]) == {"neutral", "happy", "angry", "sad", "surprise"}
+    assert set(metrics["dses"]["groups"]["system"]) == {"Zonos", "CosyVoice"}
+    # judged at LA dev's EER threshold, the fixed operating point saved with the run
+    assert metrics["dses"]["threshold"] == metrics["dev_eer_threshold"] == metrics["dev_scoring"]["eer_threshold"]
+    assert "vs_reference" in metrics["dses"]["groups"]["emotion"]["sad"]
     # the eval score file is complete, in protocol order, and matches its protocol
     protocol = evaluation.read_asvspoof_protocol(
         trained["database"] / "ASVspoof2019_LA_cm_protocols" / "ASVspoof2019.LA.cm.eval.trl.txt"

@@ -9,6 +9,7 @@ from conftest import shared_path
 from score_cases import ASV_EVAL, EVAL_ATTACKS, FIXTURE_REFERENCE, FIXTURE_SCORES, assert_rel
 
 from antispoof import figures, reports
+from antispoof.breakdown import BreakdownSettings, ScoredRun, breakdown
 from antispoof.metadata import DSES_COLUMNS, TrialTable
 from antispoof.metrics import compute_act_dcf, compute_cllr, compute_eer, compute_min_dcf
 from antispoof.scorefiles import ProtocolEntry, ScoreProtocolMismatch, read_score_file, write_score_file
@@ -74,58 +75,65 @@ def dses_table(entries) -> TrialTable:
     return TrialTable.from_columns({name: [e[name] for e in entries] for name in DSES_COLUMNS})
 
 
+DSES_GROUPS = ["emotion", "system", "emotion:system"]
+
+
+def dses_breakdown(table, scores, n_bootstrap=200, seed=1):
+    """The DSES breakdown main.py writes: by emotion, system and emotion x system, neutral as reference."""
+    settings = BreakdownSettings(n_bootstrap=n_bootstrap, seed=seed)
+    return breakdown(table, [ScoredRun(scores, 0.0)], DSES_GROUPS, "neutral", settings)
+
+
 @pytest.fixture(scope="module")
 def dses_result():
     entries, scores = dses_entries()
-    return entries, scores, reports.dses_breakdown(dses_table(entries), scores, n_bootstrap=200, seed=1)
+    return entries, scores, dses_breakdown(dses_table(entries), scores)
 
 
 def test_dses_breakdown_structure_and_counts(dses_result):
     entries, scores, result = dses_result
-    assert result["emotions"] == EMOTIONS and result["systems"] == SYSTEMS
+    groups = result["groups"]
+    assert list(groups["emotion"]) == EMOTIONS and list(groups["system"]) == SYSTEMS
     pooled = result["pooled"]
     assert (pooled["n_bonafide"], pooled["n_spoof"], pooled["n_speakers"]) == (200, 4 * (5 * 3 - 1) * 6, 4)
     for emotion in EMOTIONS:
-        group = result["per_emotion"][emotion]
+        group = groups["emotion"][emotion]
         assert group["n_bonafide"] == 40
         assert group["n_spoof"] == 4 * 6 * (2 if emotion == "surprise" else 3)
-    assert (
-        result["per_system"]["Zonos"]["n_bonafide"] == 200 and result["per_system"]["Zonos"]["n_spoof"] == 120
-    )
-    assert result["per_system"]["EmoSpeech"]["n_spoof"] == 96
-    cell = result["per_emotion_system"]["happy"]["Zonos"]
+    assert groups["system"]["Zonos"]["n_bonafide"] == 200 and groups["system"]["Zonos"]["n_spoof"] == 120
+    assert groups["system"]["EmoSpeech"]["n_spoof"] == 96
+    cell = groups["emotion:system"]["happy:Zonos"]
     assert (cell["n_bonafide"], cell["n_spoof"]) == (40, 24)
-    assert "EmoSpeech" not in result["per_emotion_system"]["surprise"]
-    assert any("surprise x system EmoSpeech" in s for s in result["skipped"])
+    assert "surprise:EmoSpeech" not in groups["emotion:system"]
     json.dumps(result)
 
 
 def test_dses_breakdown_values(dses_result):
     entries, scores, result = dses_result
-    angry = result["per_emotion"]["angry"]
-    assert (
-        angry["eer_percent"] == 0.0 and angry["min_dcf"] == 0.0 and angry["ci"]["eer_percent"] == [0.0, 0.0]
-    )
+    groups = result["groups"]
+    angry = groups["emotion"]["angry"]
+    assert angry["eer_percent"] == 0.0 and angry["min_dcf"] == 0.0 and angry["eer_ci"] == [0.0, 0.0]
     for system in SYSTEMS:
-        assert result["per_emotion_system"]["angry"][system]["eer_percent"] == 0.0
+        assert groups["emotion:system"][f"angry:{system}"]["eer_percent"] == 0.0
     # each group is the plain metric on exactly its trials
     emotion = np.array([e["emotion"] for e in entries])
     system = np.array([e["system"] for e in entries])
     bona = np.array([e["key"] == "bonafide" for e in entries])
     happy_zonos = (emotion == "happy") & (bona | (system == "Zonos"))
     b, s = scores[happy_zonos & bona], scores[happy_zonos & ~bona]
-    cell = result["per_emotion_system"]["happy"]["Zonos"]
+    cell = groups["emotion:system"]["happy:Zonos"]
     assert cell["eer_percent"] == pytest.approx(100 * compute_eer(b, s)[0])
     assert cell["min_dcf"] == pytest.approx(compute_min_dcf(b, s)[0])
     assert cell["act_dcf"] == pytest.approx(compute_act_dcf(b, s)[0])
     assert cell["cllr_bits"] == pytest.approx(compute_cllr(b, s))
     all_bona_vs_cosy = scores[bona], scores[system == "CosyVoice"]
-    assert result["per_system"]["CosyVoice"]["eer_percent"] == pytest.approx(
+    assert groups["system"]["CosyVoice"]["eer_percent"] == pytest.approx(
         100 * compute_eer(*all_bona_vs_cosy)[0]
     )
-    for group in [result["pooled"], *result["per_emotion"].values()]:
-        low, high = group["ci"]["eer_percent"]
-        assert low <= group["eer_percent"] <= high and group["ci"]["resampling"] == "speakers"
+    for group in [result["pooled"], *groups["emotion"].values()]:
+        low, high = group["eer_ci"]
+        assert low <= group["eer_percent"] <= high
+    assert result["settings"]["resampling"] == "speakers"
 
 
 def test_dses_breakdown_of_a_score_file_and_mismatch_refused(dses_result, tmp_path):
@@ -136,33 +144,34 @@ def test_dses_breakdown_of_a_score_file_and_mismatch_refused(dses_result, tmp_pa
     path = write_score_file(tmp_path / "dses_scores.txt", [trials[i] for i in shuffled], scores[shuffled])
     aligned = table.scores_of(read_score_file(path), path)
     np.testing.assert_array_equal(aligned, scores)
-    again = reports.dses_breakdown(table, aligned, n_bootstrap=200, seed=1)
-    assert again["per_emotion"] == result["per_emotion"] and again["pooled"] == result["pooled"]
+    again = dses_breakdown(table, aligned)
+    assert again["groups"]["emotion"] == result["groups"]["emotion"] and again["pooled"] == result["pooled"]
     short = write_score_file(tmp_path / "short.txt", trials[1:], scores[1:])
     with pytest.raises(ScoreProtocolMismatch, match="missing"):
         table.scores_of(read_score_file(short), short)
-    with pytest.raises(ScoreProtocolMismatch, match=f"{len(entries) - 1} scores for {len(entries)} trials"):
-        reports.dses_breakdown(table, scores[1:], n_bootstrap=10)
+    with pytest.raises(ValueError, match=f"{len(entries) - 1}"):
+        dses_breakdown(table, scores[1:], n_bootstrap=10)
 
 
 def test_dses_breakdown_without_bootstrap(dses_result):
     entries, scores, result = dses_result
-    quick = reports.dses_breakdown(dses_table(entries), scores, n_bootstrap=0)
-    assert quick["pooled"]["ci"] is None and quick["per_emotion_system"]["happy"]["Zonos"]["ci"] is None
+    quick = dses_breakdown(dses_table(entries), scores, n_bootstrap=0)
+    assert (
+        quick["pooled"]["eer_ci"] is None
+        and quick["groups"]["emotion:system"]["happy:Zonos"]["eer_ci"] is None
+    )
     assert quick["pooled"]["eer_percent"] == result["pooled"]["eer_percent"]
-    text = reports.format_dses_markdown(quick)
-    assert "No confidence intervals" in text and "| all | 200 | 336 | 4 |" in text
+    text = reports.format_breakdown_markdown(quick)
+    assert "No confidence intervals" in text
 
 
-def test_format_dses_markdown(dses_result):
-    text = reports.format_dses_markdown(dses_result[2])
-    assert "### Per emotion" in text and "### Per TTS system" in text and "emotion x system" in text
-    assert "| emotion | CosyVoice | EmoSpeech | Zonos |" in text
-    angry_row = next(line for line in text.splitlines() if line.startswith("| angry | 40 |"))
-    assert "| 0.00 | [0.00, 0.00] | 0.0000 |" in angry_row
-    surprise_grid = [line for line in text.splitlines() if line.startswith("| surprise |")][-1]
-    assert surprise_grid.split("|")[3].strip() == "–"  # no EmoSpeech surprise spoofs
+def test_dses_markdown_and_verdict(dses_result):
+    text = reports.format_breakdown_markdown(dses_result[2])
+    assert "### By emotion" in text and "### By system" in text and "### By emotion:system" in text
     assert "bootstrap over speakers" in text
+    verdict = reports.emotion_verdict(dses_result[2])
+    # angry spoofs are all caught: its EER falls against neutral; 4 speakers are too few for significance
+    assert verdict.startswith("Verdict (emotion vs neutral, Holm-corrected, 4 speakers)")
 
 
 def test_plot_det_writes_a_png_per_emotion(tmp_path, dses_result):

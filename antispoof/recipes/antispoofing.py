@@ -11,13 +11,23 @@ import numpy as np
 import torch
 from torch import nn
 
-import evaluation as reports  # TODO(merge): antispoof.reports / antispoof.scorefiles
+from antispoof import figures, reports
 from antispoof.augment import make_rawboost
+from antispoof.breakdown import BreakdownSettings, ScoredRun, breakdown, fixed_threshold
+from antispoof.calibration import (
+    Calibration,
+    CalibrationError,
+    apply_calibration,
+    fit_calibration,
+    save_calibration,
+)
 from antispoof.data import TrainDataset
 from antispoof.experiment import Run
 from antispoof.fileio import write_text_atomically
+from antispoof.metadata import TrialTable
 from antispoof.protocols import ProtocolError, Trial, asvspoof_trials, scan_dses, write_dses_protocol
 from antispoof.recipes.common import build, score_trials
+from antispoof.scorefiles import CMScores, check_scores_against_protocol, read_score_file, write_score_file
 from antispoof.training.trainer import Trainer, Validation
 
 CLASS_WEIGHTS = (0.1, 0.9)  # (spoof, bona fide), as in AASIST
@@ -59,8 +69,8 @@ def dses_trials(run: Run) -> list[Trial] | None:
 
 def write_and_check_scores(path: Path, trials: list[Trial], scores: np.ndarray) -> None:
     """Write the official score file, read it back and check it against the trials it came from."""
-    reports.write_score_file(path, [(t.utt_id, t.system, t.key, float(s)) for t, s in zip(trials, scores)])
-    reports.check_scores_against_protocol(reports.read_score_file(path), trials, path)
+    write_score_file(path, trials, scores)
+    check_scores_against_protocol(read_score_file(path), trials, path)
 
 
 def asv_scores_path(run: Run, split: str) -> Path | None:
@@ -89,38 +99,97 @@ def evaluate_la_split(
     return run.on_main(write_and_measure)
 
 
-def evaluate_dses(
-    model, trials: list[Trial], run: Run, out_dir: Path, full: bool = True, threshold=None
+DSES_GROUPS = ("emotion", "system", "emotion:system")
+
+
+def dses_analysis(
+    trials: list[Trial], scores: np.ndarray, run: Run, dev: CMScores | None, calibration
 ) -> dict:
-    """EER per emotion / system / emotion x system and pooled, with speaker-bootstrap CIs, tables, DET plots."""
+    """The emotion analysis of DSES scores: per emotion, system and emotion x system, at the fixed threshold
+    (LA dev's EER threshold), calibrated where a calibration exists, against neutral, with speaker-bootstrap CIs."""
+    table = TrialTable.from_trials(trials)
+    threshold, source = fixed_threshold(table, scores, dev, "LA 2019 dev (dev_scores.txt)")
+    llrs = apply_calibration(calibration, scores) if calibration is not None else None
+    settings = BreakdownSettings(n_bootstrap=run.config.dses_bootstrap)
+    result = breakdown(
+        table, [ScoredRun(scores, threshold, llrs, "dses_scores.txt")], DSES_GROUPS, "neutral", settings
+    )
+    result["threshold_source"] = source
+    if calibration is not None:
+        result["calibration_source"] = "calibration.json, fitted on LA 2019 dev"
+    return result
+
+
+def evaluate_dses(
+    model, trials, run: Run, out_dir: Path, dev: CMScores | None = None, calibration=None
+) -> dict:
+    """Score DSES, write its score file, and the emotion analysis as Markdown, JSON and DET plots."""
     scores = score_trials(model, trials, run, desc="scoring DSES")[:, 1]
 
     def report():
         write_and_check_scores(out_dir / "dses_scores.txt", trials, scores)
-        n_bootstrap = run.config.dses_bootstrap if full else 0
-        breakdown = reports.dses_breakdown(trials, scores, n_bootstrap=n_bootstrap)
-        markdown = reports.format_dses_markdown(breakdown)
-        write_text_atomically(out_dir / "dses_report.md", markdown + "\n")
+        result = dses_analysis(trials, scores, run, dev, calibration)
+        markdown = reports.format_breakdown_markdown(result, "DSES: do detectors fail on emotional speech?")
+        markdown += "\n" + reports.emotion_verdict(result) + "\n"
+        write_text_atomically(out_dir / "dses_report.md", markdown)
         write_text_atomically(
-            out_dir / "dses_metrics.json", json.dumps(breakdown, indent=2, default=float) + "\n"
+            out_dir / "dses_metrics.json", json.dumps(result, indent=2, default=float) + "\n"
         )
-        if full:
-            reports.plot_det(trials, scores, out_dir / "det")
-        return {"breakdown": breakdown, "markdown": markdown}
+        figures.plot_det(TrialTable.from_trials(trials), scores, out_dir / "det")
+        return {"breakdown": result, "markdown": markdown}
 
     return run.on_main(report)
 
 
+def dses_epoch_eer(model, trials: list[Trial], run: Run, epoch: int) -> dict:
+    """Per-epoch DSES EERs for the training history (pooled and per emotion; no bootstrap, no files but scores)."""
+    scores = score_trials(model, trials, run, desc="scoring DSES")[:, 1]
+
+    def measure():
+        write_and_check_scores(run.out_dir / "dses" / f"dses_scores_epoch{epoch:03d}.txt", trials, scores)
+        result = breakdown(
+            TrialTable.from_trials(trials),
+            [ScoredRun(scores, 0.0)],
+            ["emotion"],
+            None,
+            BreakdownSettings(n_bootstrap=0),
+        )
+        numbers = {"dses_eer/pooled": result["pooled"]["eer_percent"]}
+        numbers.update({f"dses_eer/{e}": g["eer_percent"] for e, g in result["groups"]["emotion"].items()})
+        return numbers
+
+    return run.on_main(measure)
+
+
+def calibrate(run: Run, dev_path: Path) -> Calibration | None:
+    """A logistic calibration fitted on LA dev scores, saved as ``calibration.json`` (None when dev separates
+    the classes perfectly: there is nothing to fit)."""
+
+    def fit():
+        try:
+            calibration = fit_calibration(*read_score_file(dev_path).by_class(), fitted_on=str(dev_path))
+        except CalibrationError as exc:
+            print(f"note: no calibration: {exc}")
+            return None
+        save_calibration(calibration, run.out_dir / "calibration.json")
+        return calibration
+
+    return run.on_main(fit)
+
+
 def evaluate_sets(model, run: Run, la: dict[str, list[Trial]], dses: list[Trial] | None) -> dict:
-    """Score LA dev (its EER threshold is the fixed operating point), LA eval and DSES with a loaded model."""
+    """Score LA dev (its EER threshold is the fixed operating point, its scores fit the calibration), LA eval
+    and DSES with a loaded model."""
     metrics: dict = {}
+    dev_scores = calibration = None
     if "dev" in la:
         dev = evaluate_la_split(model, la["dev"], run, "dev", quiet=True)
-        metrics["dev_scoring"] = dev
-        metrics["dev_eer_threshold"] = dev["eer_threshold"]
+        metrics.update(dev_scoring=dev, dev_eer_threshold=dev["eer_threshold"])
         run.log(
             f"LA dev EER {dev['eer_percent']:.3f} % (threshold {dev['eer_threshold']:.6g}: dev_eer_threshold)"
         )
+        dev_scores = read_score_file(dev["score_file"])
+        calibration = calibrate(run, Path(dev["score_file"]))
     if "eval" in la:
         result = evaluate_la_split(model, la["eval"], run, "eval")
         if run.is_main:
@@ -129,7 +198,7 @@ def evaluate_sets(model, run: Run, la: dict[str, list[Trial]], dses: list[Trial]
             print(report)
         metrics["eval"] = result
     if dses:
-        result = evaluate_dses(model, dses, run, run.out_dir / "dses")
+        result = evaluate_dses(model, dses, run, run.out_dir / "dses", dev_scores, calibration)
         run.log(result["markdown"])
         metrics["dses"] = result["breakdown"]
     if not metrics:
@@ -163,13 +232,8 @@ def make_validate(run: Run, dev: list[Trial], dses: list[Trial] | None):
         numbers = {"selection": eer, "dev_eer": eer, "dev_tdcf": tdcf}
         line = f"dev EER {eer:.3f} %" + (f"  dev min t-DCF {tdcf:.4f}" if tdcf is not None else "")
         if dses and epoch >= 0:
-            folder = run.out_dir / "dses" / f"epoch{epoch:03d}"
-            breakdown = evaluate_dses(model, dses, run, folder, full=False)["breakdown"]
-            numbers["dses_eer/pooled"] = breakdown["pooled"]["eer_percent"]
-            numbers.update(
-                {f"dses_eer/{e}": row["eer_percent"] for e, row in breakdown["per_emotion"].items()}
-            )
-            line += f"  DSES EER {breakdown['pooled']['eer_percent']:.2f} %"
+            numbers.update(dses_epoch_eer(model, dses, run, epoch))
+            line += f"  DSES EER {numbers['dses_eer/pooled']:.2f} %"
         return Validation(eer, line, numbers)
 
     return validate
