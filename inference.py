@@ -26,7 +26,9 @@ EPILOG = """\
 output: a header line, then one tab-separated row per scored file, sorted by path:
   path      relative to the folder (for a single file: its name)
   score     the bona fide logit; higher = more bona fide
-  decision  bonafide (score >= threshold) or spoof; only when a threshold is known: --threshold T, or the
+  llr       with --calibration FILE (a run's calibration.json): the calibrated log-likelihood ratio
+  decision  bonafide or spoof: with --calibration at the Bayes threshold of the ASVspoof 5 costs; else
+            bonafide when score >= threshold, if one is known: --threshold T, or the
             dev_eer_threshold in <exp>/metrics.json when the weights are <exp>/weights/<name>.pth (a note says so)
 A field holding a tab, newline, carriage return or double quote is written in double quotes, inner quotes
 doubled (CSV quoting): read it with csv.reader(f, delimiter="\\t") or pandas.read_csv(F, sep="\\t").
@@ -57,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--output_file", help="score table to write (default: <input>_scores.txt)")
     parser.add_argument("--threshold", type=float, help="decision: bonafide if score >= THRESHOLD")
+    parser.add_argument(
+        "--calibration", help="calibration.json of a run: adds the LLR and its Bayes decision"
+    )
     parser.add_argument("--eval_model_weights", help="weights to use instead of the config's model_path")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA if present)")
     parser.add_argument("--batch_size", type=int, help="default: the config's batch_size")
@@ -91,10 +96,11 @@ def score(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: --output_file {problem}")
     problems = {item.name: f"{item.path}: {item.problem}" for item in inputs if item.problem}
     to_score = [item for item in inputs if item.problem is None]
-    rows, threshold, broken = [], None, ""
+    rows, columns, broken = [], [], ""
     if to_score:
         model, device, weights = load_model(args, config)
-        threshold = decision_threshold(args, weights)
+        columns, note = score_table.decision_columns(args.threshold, args.calibration, weights)
+        print(f"note: {note}", file=sys.stderr)
         result = score_files(
             model,
             [item.path for item in to_score],
@@ -118,7 +124,7 @@ def score(args: argparse.Namespace) -> int:
         print(broken, file=sys.stderr)
         return EXIT_USAGE
     if rows:
-        score_table.write_score_table(output, rows, score_table.score_columns(threshold))
+        score_table.write_score_table(output, rows, columns)
     written = f"-> {output}" if rows else "(nothing written)"
     unscored = f"; {len(problems)} could not be scored (listed on stderr)" if problems else ""
     print(f"scored {len(rows)} of {len(inputs)} files {written}{unscored}")
@@ -135,15 +141,6 @@ def load_model(args: argparse.Namespace, config: ExperimentConfig):
         return load_scoring_model(config.model_config, weights, device), device, weights
     except ScoringSetupError as exc:
         raise SystemExit(f"error: {exc}") from None
-
-
-def decision_threshold(args: argparse.Namespace, weights: str) -> float | None:
-    """--threshold, else the training run's stored dev EER threshold (with a note saying which, or none)."""
-    if args.threshold is not None:
-        return args.threshold
-    threshold, note = score_table.stored_dev_eer_threshold(weights)
-    print(f"note: {note}", file=sys.stderr)
-    return threshold
 
 
 if __name__ == "__main__":

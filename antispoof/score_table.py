@@ -38,13 +38,40 @@ def decide(score: float, threshold: float) -> str:
     return BONAFIDE_DECISION if score >= threshold else SPOOF_DECISION
 
 
-def score_columns(threshold: float | None = None) -> list[Column]:
-    """The table's columns. A new column is one line here: calibration (``--calibration FILE``) appends
-    ``("llr", lambda row: repr(calibration.llr(row.score)))`` and its Bayes decision the same way."""
+def score_columns(threshold: float | None = None, calibration=None) -> list[Column]:
+    """The table's columns: path and score; with a calibration the LLR and the Bayes decision of the ASVspoof 5
+    cost model; else, with a threshold, the decision at that threshold."""
+    from antispoof.calibration import apply_calibration, decision_labels
+
     columns: list[Column] = [("path", lambda row: row.name), ("score", lambda row: repr(float(row.score)))]
-    if threshold is not None:
+    if calibration is not None:
+        llr = lambda row: float(apply_calibration(calibration, [row.score])[0])  # noqa: E731
+        columns.append(("llr", lambda row: repr(llr(row))))
+        columns.append(("decision", lambda row: decision_labels([llr(row)])[0]))
+    elif threshold is not None:
         columns.append(("decision", lambda row: decide(row.score, threshold)))
     return columns
+
+
+def decision_columns(
+    threshold: float | None, calibration_path: str | None, weights: str
+) -> tuple[list[Column], str]:
+    """The columns inference.py writes and a note saying how decisions are made: ``--calibration`` (LLR and Bayes
+    decision), else ``--threshold``, else the training run's stored dev EER threshold, else no decision."""
+    from antispoof.calibration import CalibrationError, load_calibration
+
+    if calibration_path:
+        try:
+            calibration = load_calibration(calibration_path)
+        except CalibrationError as exc:
+            raise SystemExit(f"error: --calibration {exc}") from None
+        return score_columns(
+            calibration=calibration
+        ), f"decisions at the Bayes threshold of {calibration_path}"
+    if threshold is not None:
+        return score_columns(threshold), f"decisions at --threshold {threshold}"
+    stored, note = stored_dev_eer_threshold(weights)
+    return score_columns(stored), note
 
 
 def _field(text: str) -> str:

@@ -144,6 +144,37 @@ def test_threshold_gives_a_decision_column(tiny, tmp_path, capsys):
     assert sorted(row["decision"] for row in rows) == ["bonafide"] * 3 + ["spoof"]
 
 
+def test_calibration_adds_the_llr_and_its_bayes_decision(tiny, tmp_path, capsys):
+    from antispoof.calibration import Calibration, save_calibration
+
+    folder = tmp_path / "in"
+    for seed in range(3):
+        write_voice(folder / f"{seed}.wav", seed)
+    plain = tmp_path / "plain.tsv"
+    assert run(tiny["config"], folder, "--output_file", str(plain)) == 0
+    scores = {row["path"]: float(row["score"]) for row in read_score_table(plain)}
+    calibration = save_calibration(
+        Calibration(slope=2.0, offset=-1.0, prior=0.5), tmp_path / "calibration.json"
+    )
+    out = tmp_path / "calibrated.tsv"
+    capsys.readouterr()
+    assert run(tiny["config"], folder, "--output_file", str(out), "--calibration", str(calibration)) == 0
+    assert f"note: decisions at the Bayes threshold of {calibration}" in capsys.readouterr().err
+    rows = read_score_table(out)
+    assert list(rows[0]) == ["path", "score", "llr", "decision"]
+    bayes = -np.log(1.9)  # ASVspoof 5 costs: Pspoof 0.05, Cmiss 1, Cfa 10 -> bona fide when LLR >= -log(1.9)
+    for row in rows:
+        llr = 2.0 * scores[row["path"]] - 1.0
+        assert float(row["llr"]) == pytest.approx(llr)
+        assert row["decision"] == ("bonafide" if llr >= bayes else "spoof")
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    assert (
+        run(tiny["config"], folder, "--output_file", str(out), "--calibration", str(tmp_path / "bad.json"))
+        == 2
+    )
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: --calibration ")
+
+
 def test_the_runs_stored_dev_eer_threshold_is_used_and_said(tiny, tmp_path, capsys):
     folder = tmp_path / "in"
     for seed in range(3):

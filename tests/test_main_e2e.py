@@ -81,7 +81,11 @@ def test_train_writes_the_experiment_folder(trained):
     assert set(metrics["dses"]["groups"]["emotion"]) == {"neutral", "happy", "angry", "sad", "surprise"}
     assert set(metrics["dses"]["groups"]["system"]) == {"Zonos", "CosyVoice"}
     # judged at LA dev's EER threshold, the fixed operating point saved with the run
-    assert metrics["dses"]["threshold"] == metrics["dev_eer_threshold"] == metrics["dev_scoring"]["eer_threshold"]
+    assert (
+        metrics["dses"]["threshold"]
+        == metrics["dev_eer_threshold"]
+        == metrics["dev_scoring"]["eer_threshold"]
+    )
     assert "vs_reference" in metrics["dses"]["groups"]["emotion"]["sad"]
     # the eval score file is complete, in protocol order, and matches its protocol
     protocol = evaluation.read_asvspoof_protocol(
