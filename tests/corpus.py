@@ -13,6 +13,26 @@ import soundfile as sf
 
 SR = 16000
 
+# the model configs tests train and score: AASIST-L's shape at 1 s crops, and a smaller AASIST at 0.5 s
+AASIST_L_TINY = {
+    "architecture": "AASIST",
+    "nb_samp": 16000,
+    "first_conv": 128,
+    "filts": [70, [1, 32], [32, 32], [32, 24], [24, 24]],
+    "gat_dims": [24, 32],
+    "pool_ratios": [0.4, 0.5, 0.7, 0.5],
+    "temperatures": [2.0, 2.0, 100.0, 100.0],
+}
+TINY_AASIST = {
+    "architecture": "AASIST",
+    "nb_samp": 8000,
+    "first_conv": 128,
+    "filts": [20, [1, 8], [8, 8], [8, 8], [8, 8]],
+    "gat_dims": [8, 8],
+    "pool_ratios": [0.5, 0.5, 0.5, 0.5],
+    "temperatures": [2.0, 2.0, 100.0, 100.0],
+}
+
 
 def voice(rng: np.random.Generator, seconds: float, spoof: bool) -> np.ndarray:
     t = np.arange(int(seconds * SR)) / SR

@@ -6,19 +6,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from corpus import TINY_AASIST
 
 from antispoof.config import ConfigValueError, parse_config, read_config
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((REPO / "config").glob("*.conf")) + sorted((REPO / "config" / "upstream").glob("*.conf"))
-TINY_AASIST = {
-    "architecture": "AASIST",
-    "first_conv": 128,
-    "filts": [20, [1, 8], [8, 8], [8, 8], [8, 8]],
-    "gat_dims": [8, 8],
-    "pool_ratios": [0.5, 0.5, 0.5, 0.5],
-    "temperatures": [2.0, 2.0, 100.0, 100.0],
-}
 MINIMAL = {"model_config": TINY_AASIST, "optim_config": {"base_lr": 1e-4}}
 
 

@@ -7,20 +7,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from corpus import write_asvspoof_la
+from corpus import TINY_AASIST, write_asvspoof_la
 
 import main as main_cli
 from antispoof.experiment import eval_folder_name
-
-TINY = {
-    "architecture": "AASIST",
-    "nb_samp": 8000,
-    "first_conv": 128,
-    "filts": [20, [1, 8], [8, 8], [8, 8], [8, 8]],
-    "gat_dims": [8, 8],
-    "pool_ratios": [0.5, 0.5, 0.5, 0.5],
-    "temperatures": [2.0, 2.0, 100.0, 100.0],
-}
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +24,7 @@ def write_config(folder, database, **extra):
         "batch_size": 2,
         "num_epochs": 1,
         "seed": 5,
-        "model_config": TINY,
+        "model_config": TINY_AASIST,
         "optim_config": {"base_lr": 1e-3, "lr_min": 1e-5},
         **extra,
     }

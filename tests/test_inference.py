@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from corpus import voice
+from corpus import AASIST_L_TINY, voice
 
 import inference
 from antispoof import audio, runtime
@@ -24,15 +24,6 @@ from antispoof.score_table import read_score_table
 from models import build_model
 
 REPO = Path(inference.__file__).resolve().parent
-TINY = {
-    "architecture": "AASIST",
-    "nb_samp": 16000,
-    "first_conv": 128,
-    "filts": [70, [1, 32], [32, 32], [32, 24], [24, 24]],
-    "gat_dims": [24, 32],
-    "pool_ratios": [0.4, 0.5, 0.7, 0.5],
-    "temperatures": [2.0, 2.0, 100.0, 100.0],
-}
 MP3_OR_WAV = ".mp3" if audio.mp3_supported() else ".wav"
 
 
@@ -43,9 +34,11 @@ def tiny(tmp_path_factory):
     torch.manual_seed(0)
     weights = root / "exp" / "weights" / "best.pth"
     weights.parent.mkdir(parents=True)
-    torch.save(build_model(TINY).state_dict(), weights)
+    torch.save(build_model(AASIST_L_TINY).state_dict(), weights)
     config = root / "tiny.conf"
-    config.write_text(json.dumps({"model_path": str(weights), "batch_size": 4, "model_config": TINY}))
+    config.write_text(
+        json.dumps({"model_path": str(weights), "batch_size": 4, "model_config": AASIST_L_TINY})
+    )
     return {"config": config, "weights": weights}
 
 

@@ -6,23 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from corpus import voice, write_asvspoof_la, write_dses
+from corpus import AASIST_L_TINY, voice, write_asvspoof_la, write_dses
 
 import evaluation
 import inference
 import main as main_cli
 import models
 from antispoof.score_table import read_score_table
-
-AASIST_L_TINY = {
-    "architecture": "AASIST",
-    "nb_samp": 16000,
-    "first_conv": 128,
-    "filts": [70, [1, 32], [32, 32], [32, 24], [24, 24]],
-    "gat_dims": [24, 32],
-    "pool_ratios": [0.4, 0.5, 0.7, 0.5],
-    "temperatures": [2.0, 2.0, 100.0, 100.0],
-}
 
 
 @pytest.fixture(scope="module")

@@ -10,21 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from corpus import write_asvspoof_la
+from corpus import TINY_AASIST, write_asvspoof_la
 
 import evaluation
 import main as main_cli
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_AASIST = {
-    "architecture": "AASIST",
-    "nb_samp": 8000,
-    "first_conv": 128,
-    "filts": [20, [1, 8], [8, 8], [8, 8], [8, 8]],
-    "gat_dims": [8, 8],
-    "pool_ratios": [0.5, 0.5, 0.5, 0.5],
-    "temperatures": [2.0, 2.0, 100.0, 100.0],
-}
 # one thread per process: the runs compared below must do the same arithmetic, and two ranks share 2 cores
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 

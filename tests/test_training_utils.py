@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from corpus import voice
+from corpus import AASIST_L_TINY, voice
 from torch import nn
 from torch.optim.swa_utils import update_bn
 from torch.utils.data import DataLoader, TensorDataset
@@ -24,15 +24,6 @@ from models import build_model, freeze, load_weights
 from models.AASIST import set_fast_inference
 
 REPO = Path(__file__).resolve().parents[1]
-AASIST_L_TINY = {
-    "architecture": "AASIST",
-    "nb_samp": 16000,
-    "first_conv": 128,
-    "filts": [70, [1, 32], [32, 32], [32, 24], [24, 24]],
-    "gat_dims": [24, 32],
-    "pool_ratios": [0.4, 0.5, 0.7, 0.5],
-    "temperatures": [2.0, 2.0, 100.0, 100.0],
-}
 FRAME = 160
 
 
