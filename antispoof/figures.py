@@ -40,6 +40,9 @@ def save_figure(figure, out_path: str | os.PathLike, dpi: int = 120) -> Path:
     return out_path
 
 
+EER_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+
+
 def draw_det_axes(axes, curves: Mapping[str, tuple], colours=OKABE_ITO, legend_size: str = "small") -> None:
     """DET curves ``{label: (bona_fide_scores, spoof_scores)}`` on normal-deviate axes, EER points marked.
 
@@ -48,12 +51,27 @@ def draw_det_axes(axes, curves: Mapping[str, tuple], colours=OKABE_ITO, legend_s
     from scipy.special import ndtri
 
     low, high = DET_TICKS[0], DET_TICKS[-1]
-    for (label, (bonafide, spoof)), colour in zip(curves.items(), _cycle(colours, len(curves))):
+    for i, ((label, (bonafide, spoof)), colour) in enumerate(
+        zip(curves.items(), _cycle(colours, len(curves)))
+    ):
         frr, far, _ = compute_det_curve(bonafide, spoof)
         eer, index = eer_from_det(frr, far)
         x, y = ndtri(np.clip(far, low / 2, 1 - low / 2)), ndtri(np.clip(frr, low / 2, 1 - low / 2))
-        axes.plot(x, y, color=colour, label=f"{label} (EER {100 * eer:.2f} %)")
-        axes.plot(x[index], y[index], "o", color=colour)
+        # the first curve (e.g. "all systems") on top, thicker, its EER point larger and outlined, and each
+        # curve's EER point its own shape: points that coincide stay visible
+        first = i == 0
+        axes.plot(
+            x,
+            y,
+            color=colour,
+            label=f"{label} (EER {100 * eer:.2f} %)",
+            linewidth=2.2 if first else 1.4,
+            zorder=3 if first else 2,
+            marker=EER_MARKERS[i % len(EER_MARKERS)],
+            markevery=[index],
+            markersize=9 if first else 6,
+            markeredgecolor="black" if first else colour,
+        )
     ticks = ndtri(np.asarray(DET_TICKS))
     tick_labels = [f"{100 * t:g}" for t in DET_TICKS]
     limits = (ndtri(low), ndtri(high))

@@ -67,7 +67,9 @@ def asvspoof_trials(
         )
     protocol = Path(protocol_path) if protocol_path else asvspoof_protocol_path(database_path, split)
     if not protocol.is_file():
-        raise ProtocolError(f"{protocol}: protocol file not found (is database_path right? see README)")
+        raise ProtocolError(
+            f"{protocol}: protocol file not found: is database_path right? (python download_dataset.py --dataset LA fetches the data)"
+        )
     audio_dir = Path(database_path) / ASVSPOOF_SPLITS[split][1] / "flac"
     return [
         Trial(utt_id=utt, speaker=spk, system=system, key=key, path=audio_dir / f"{utt}.flac")
