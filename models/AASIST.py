@@ -14,14 +14,15 @@ graph layers and the sinc front-end + encoder):
     SincConv, ResidualBlock, ResidualEncoder, GraphAttentionLayer, HtrgGraphAttentionLayer, GraphPool,
     AASISTGraphBackend (positional embedding + GAT-S/GAT-T + pooling + the two HS-GAL branches + readout).
 
-Fast CPU inference: the sinc front-end and the residual encoder have a second implementation, used for float32
-on CPU whenever autograd is off (and, for the encoder, in eval mode), i.e. when scoring. It computes the same
-function to float rounding (~1e-6 on the logits): the symmetric sinc filters are applied as one half-size
-matrix product and max-pooled chunk by chunk; the encoder runs chunk by chunk along time (so intermediates
-stay in cache) in a transposed channels-last layout, with BatchNorm folded into the convolutions and SELU
-rewritten around the cheaper exp. Training, autograd, autocast and GPUs use the plain implementation,
-which mirrors the reference (less its discarded bn1, see ResidualBlock); ``set_fast_inference(model, False)``
-selects it for scoring too.
+Fast CPU path: the sinc front-end and the residual encoder have a second implementation, used for float32 on
+CPU without autocast whenever nothing it computes needs a gradient. It computes the same function to float
+rounding (~1e-6 on the logits): the symmetric sinc filters are applied as one half-size matrix product and
+max-pooled chunk by chunk; the encoder runs chunk by chunk along time (so intermediates stay in cache) in a
+transposed channels-last layout, with BatchNorm folded into the convolutions and SELU rewritten around the
+cheaper exp. The encoder takes it only when scoring (eval mode, no autograd). The sinc front-end has no trainable
+parameters and the waveform needs no gradient, so it takes the chunked path in CPU *training* too. Autocast and
+GPUs use the plain implementation, which mirrors the reference (less its discarded bn1, see ResidualBlock);
+``set_fast_inference(model, False)`` selects it everywhere.
 Independently of the path, attention weights that are denormal numbers are read as zero when no gradient needs
 them (see ``_without_denormals``).
 """
