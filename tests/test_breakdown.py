@@ -159,11 +159,45 @@ def test_paired_bootstrap_equals_resamples_built_by_hand():
         assert versus["delta_bonafide_rejection_ci"] == pytest.approx(
             metrics.percentile_interval(expected[:, 1], 0.95)
         )
-        floor = 2.0 ** (1 - 4)  # the smallest p a within-speaker test over 4 speakers can give
-        assert versus["p_eer"] == pytest.approx(max(floor, metrics.bootstrap_p_value(expected[:, 0])))
-        assert versus["p_bonafide_rejection"] == pytest.approx(
-            max(floor, metrics.bootstrap_p_value(expected[:, 1]))
-        )
+
+
+def swapped_deltas(table, scores, threshold, group):
+    """Delta EER and delta bona fide rejection (group - neutral) for each of the 2^K patterns of speakers whose
+    group and neutral trials trade places (pattern i swaps the speakers whose bit is set in i), built by hand."""
+    speakers = sorted(set(table.columns["speaker"]))
+    emotion, speaker, bona = table.columns["emotion"], table.columns["speaker"], table.is_bonafide
+    deltas = []
+    for pattern in range(2 ** len(speakers)):
+        swapped = {name for bit, name in enumerate(speakers) if pattern >> bit & 1}
+        is_swapped = np.isin(speaker, list(swapped))
+        as_group = ((emotion == group) & ~is_swapped) | ((emotion == "neutral") & is_swapped)
+        as_neutral = ((emotion == "neutral") & ~is_swapped) | ((emotion == group) & is_swapped)
+        values = []
+        for picked in (as_group, as_neutral):
+            s, b = scores[picked], bona[picked]
+            values.append((100 * metrics.compute_eer(s[b], s[~b])[0], 100 * np.mean(s[b] < threshold)))
+        deltas.append([values[0][k] - values[1][k] for k in (0, 1)])
+    return np.array(deltas)
+
+
+def test_randomisation_p_values_equal_speaker_swaps_built_by_hand():
+    """Four speakers: all 16 swap patterns are listed, so p is exact: the share of the patterns whose
+    difference is at least as far from the patterns' mean difference as the observed one."""
+    table, scores = planted_table(n_speakers=4, per_cell=3, seed=4)
+    threshold = neutral_eer_threshold(table, scores)
+    settings = BreakdownSettings(n_bootstrap=40, seed=9)
+    result = breakdown(table, [ScoredRun(scores, threshold)], ["emotion"], "neutral", settings)
+    p_values = []
+    for group in ("sad", "angry", "happy"):
+        deltas = swapped_deltas(table, scores, threshold, group)
+        versus = result["groups"]["emotion"][group]["vs_reference"]
+        for column, short in ((0, "eer"), (1, "bonafide_rejection")):
+            distance = np.abs(deltas[:, column] - deltas[:, column].mean())
+            expected = np.count_nonzero(distance >= distance[0] - 1e-9) / 16
+            assert versus[f"p_{short}"] == pytest.approx(expected), (group, short)
+            assert versus[f"delta_{short}_percent"] == pytest.approx(deltas[0, column])
+            p_values.append(expected)
+    assert min(p_values) == 2 / 16 and max(p_values) > 0.2  # the observed and its mirror; not all extreme
 
 
 def test_seeds_pool_trials_and_report_mean_and_std():
