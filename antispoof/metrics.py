@@ -388,7 +388,9 @@ def bootstrap_p_value(deltas: np.ndarray) -> float:
 
     p = 2 min(P(delta <= 0), P(delta >= 0)), each proportion counted as (k + 1) / (B + 1) so that p is never
     0 with finitely many resamples; capped at 1. It rejects at level alpha exactly when the (1 - alpha)
-    percentile interval lies on one side of zero (up to that +1).
+    percentile interval lies on one side of zero (up to that +1). With few clusters and rare errors it is
+    optimistic (about 9 % false positives at 0.05 with ten speakers and a 3 % EER), so the breakdown tests
+    differences with :func:`randomisation_p_value` instead.
     """
     finite = deltas[np.isfinite(deltas)]
     if finite.size == 0:

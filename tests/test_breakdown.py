@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 import pytest
-from emotion_cases import EMOTIONS, GROUP_FIELDS, VERSUS_FIELDS, planted_table
+from emotion_cases import EMOTIONS, GROUP_FIELDS, VERSUS_FIELDS, planted_table, planted_trials
 
 from antispoof import metrics
 from antispoof.breakdown import BreakdownSettings, ScoredRun, breakdown, fixed_threshold
@@ -162,10 +162,11 @@ def test_paired_bootstrap_equals_resamples_built_by_hand():
         )
 
 
-def swapped_deltas(table, scores, threshold, group):
-    """Delta EER and delta bona fide rejection (group - neutral) for each of the 2^K patterns of speakers whose
-    group and neutral trials trade places (pattern i swaps the speakers whose bit is set in i), built by hand."""
-    speakers = sorted(set(table.columns["speaker"]))
+def swapped_deltas(table, scores, threshold, group, speakers=None):
+    """Delta EER and delta bona fide rejection (group - neutral) for each of the 2^K patterns of ``speakers``
+    (default: all) whose group and neutral trials trade places (pattern i swaps the speakers whose bit is set in
+    i), built by hand."""
+    speakers = sorted(set(table.columns["speaker"])) if speakers is None else speakers
     emotion, speaker, bona = table.columns["emotion"], table.columns["speaker"], table.is_bonafide
     deltas = []
     for pattern in range(2 ** len(speakers)):
@@ -199,6 +200,30 @@ def test_randomisation_p_values_equal_speaker_swaps_built_by_hand():
             assert versus[f"delta_{short}_percent"] == pytest.approx(deltas[0, column])
             p_values.append(expected)
     assert min(p_values) == 2 / 16 and max(p_values) > 0.2  # the observed and its mirror; not all extreme
+
+
+def test_a_speaker_lacking_a_group_is_not_swapped_and_nested_speakers_give_no_p_value():
+    columns, scores = planted_trials(n_speakers=4, per_cell=4, seed=2)
+    keep = ~((np.array(columns["speaker"]) == "0014") & (np.array(columns["emotion"]) == "sad"))
+    table = TrialTable.from_columns({name: np.array(values)[keep] for name, values in columns.items()})
+    scores = scores[keep]
+    threshold = neutral_eer_threshold(table, scores)
+    result = breakdown(table, [ScoredRun(scores, threshold)], ["emotion"], "neutral", BreakdownSettings(20))
+    sad = result["groups"]["emotion"]["sad"]["vs_reference"]
+    # speaker 0014 has no sad trials: its neutral trials stay neutral in all 8 patterns of the other three
+    deltas = swapped_deltas(table, scores, threshold, "sad", speakers=["0011", "0012", "0013"])
+    for column, short in ((0, "eer"), (1, "bonafide_rejection")):
+        distance = np.abs(deltas[:, column] - deltas[:, column].mean())
+        assert sad[f"p_{short}"] == pytest.approx(np.count_nonzero(distance >= distance[0] - 1e-9) / 8)
+    # every speaker holds only one emotion: no within-speaker comparison exists, so no p-value (CIs remain)
+    nested = {name: np.array(values) for name, values in columns.items()}
+    nested["speaker"] = np.where(nested["emotion"] == "sad", "s_sad", np.char.add("s_", nested["speaker"]))
+    full_scores = planted_trials(n_speakers=4, per_cell=4, seed=2)[1]
+    result = breakdown(TrialTable.from_columns(nested), [ScoredRun(full_scores, 0.0)], ["emotion"])
+    sad = result["groups"]["emotion"]["sad"]["vs_reference"]
+    assert sad["p_eer"] is None and sad["significant_bonafide_rejection"] is None
+    assert sad["delta_bonafide_rejection_ci"] is not None
+    json.dumps(result, allow_nan=False)
 
 
 def test_seeds_pool_trials_and_report_mean_and_std():
