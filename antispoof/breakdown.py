@@ -9,7 +9,8 @@ For every group of every ``group_by`` column (:mod:`antispoof.grouping`):
 * 95 % speaker-bootstrap CIs of the EER and both rates: speakers are resampled with all their trials, and
   every group uses the same resamples, so differences between groups are paired;
 * against a reference group of the same column (``neutral`` for emotions): the difference in EER and in bona
-  fide rejection with its CI and two-sided bootstrap p-value, and Holm's correction over the column's groups;
+  fide rejection with its paired-bootstrap CI, a two-sided p-value from a paired randomisation test that swaps
+  speakers' groups (:func:`_randomisation_p_values`), and Holm's correction over the column's groups;
 * with several runs over the same trials (seeds): every number on all runs' trials pooled (each run decides at
   its own threshold, and its scores are shifted so that the thresholds coincide; a speaker's trials of all
   runs are resampled together), and each number's mean and standard deviation over the runs.
@@ -30,9 +31,10 @@ from antispoof.metrics import (
     ASVSPOOF5_COSTS,
     DEFAULT_BOOTSTRAP_RESAMPLES,
     DEFAULT_BOOTSTRAP_SEED,
+    DEFAULT_PERMUTATIONS,
+    EXACT_SWAP_SPEAKERS,
     DCFCosts,
     bootstrap_eer_replicates,
-    bootstrap_p_value,
     bootstrap_rate_replicates,
     cluster_draws,
     compute_act_dcf,
@@ -41,6 +43,8 @@ from antispoof.metrics import (
     compute_min_dcf,
     holm_adjust,
     percentile_interval,
+    randomisation_p_value,
+    speaker_swaps,
 )
 from antispoof.scorefiles import CMScores
 
@@ -63,6 +67,7 @@ class ScoredRun:
 @dataclass(frozen=True)
 class BreakdownSettings:
     n_bootstrap: int = DEFAULT_BOOTSTRAP_RESAMPLES  # 0: no CIs, no p-values
+    n_permutations: int = DEFAULT_PERMUTATIONS  # random swap patterns, with more than 12 speakers
     confidence: float = 0.95
     seed: int = DEFAULT_BOOTSTRAP_SEED
     alpha: float = 0.05  # significance level after Holm's correction
@@ -82,6 +87,7 @@ class _Trials:
     llrs: np.ndarray  # calibrated scores, or the scores themselves
     is_bonafide: np.ndarray
     clusters: np.ndarray  # speaker index: the bootstrap's unit
+    row_speakers: np.ndarray  # speaker index of each table row: the randomisation test's unit
     rejected: np.ndarray  # score < its run's threshold
     n_clusters: int
     resampling: str  # what a cluster is: "speakers", or "trials" when there is only one speaker
@@ -114,8 +120,8 @@ def _stack(table: TrialTable, runs: Sequence[ScoredRun]) -> _Trials:
             raise ValueError(
                 f"{run.name}: {np.size(run.scores)} scores are not aligned with the {n} trials of {table.source}"
             )
-    _, clusters = np.unique(table.column("speaker"), return_inverse=True)
-    resampling = "speakers"
+    _, speakers = np.unique(table.column("speaker"), return_inverse=True)
+    clusters, resampling = speakers.reshape(-1), "speakers"
     if clusters.max() == 0:  # one speaker: resampling it changes nothing, so resample trials instead
         clusters, resampling = np.arange(n), "trials (only one speaker)"
     n_runs = len(runs)
@@ -128,7 +134,8 @@ def _stack(table: TrialTable, runs: Sequence[ScoredRun]) -> _Trials:
         scores=_aligned_scores(raw, thresholds),
         llrs=np.concatenate(llrs).astype(np.float64),
         is_bonafide=np.tile(table.is_bonafide, n_runs),
-        clusters=np.tile(clusters.reshape(-1), n_runs),
+        clusters=np.tile(clusters, n_runs),
+        row_speakers=speakers.reshape(-1),
         rejected=raw < thresholds,
         n_clusters=int(clusters.max()) + 1,
         resampling=resampling,
@@ -159,14 +166,19 @@ def _point_metrics(trials: _Trials, mask: np.ndarray, costs: DCFCosts) -> dict:
     }
 
 
-def _replicates(trials: _Trials, mask: np.ndarray, draws: np.ndarray, costs: DCFCosts) -> dict:
-    """Each rate metric (%) in every bootstrap resample (NaN where a resample lacks what it needs)."""
+def _replicates(
+    trials: _Trials, mask: np.ndarray, draws: np.ndarray, costs: DCFCosts, clusters: np.ndarray | None = None
+) -> dict:
+    """Each rate metric (%) in every row of ``draws`` (NaN where a row lacks what it needs): ``draws[b, c]``
+    copies of the entries of cluster c (``clusters``, the speakers by default) in row b, a bootstrap resample
+    or, with 0/1 counts, a relabelled group."""
+    clusters = trials.clusters if clusters is None else clusters
     bonafide, spoof = mask & trials.is_bonafide, mask & ~trials.is_bonafide
     eers, _ = bootstrap_eer_replicates(
-        trials.scores[mask], trials.is_bonafide[mask], trials.clusters[mask], draws, costs
+        trials.scores[mask], trials.is_bonafide[mask], clusters[mask], draws, costs
     )
-    rejected = bootstrap_rate_replicates(trials.rejected[bonafide], trials.clusters[bonafide], draws)
-    accepted = bootstrap_rate_replicates(~trials.rejected[spoof], trials.clusters[spoof], draws)
+    rejected = bootstrap_rate_replicates(trials.rejected[bonafide], clusters[bonafide], draws)
+    accepted = bootstrap_rate_replicates(~trials.rejected[spoof], clusters[spoof], draws)
     return {
         "eer_percent": 100 * eers,
         "bonafide_rejection_percent": 100 * rejected,
@@ -179,12 +191,41 @@ def _interval(replicates: np.ndarray, confidence: float) -> list[float] | None:
     return percentile_interval(replicates, confidence) if np.isfinite(replicates).any() else None
 
 
-def _p_value(deltas: np.ndarray, n_clusters: int) -> float | None:
-    """The bootstrap p-value, but never below 2^(1 - K) for K resampled speakers: the smallest two-sided p an
-    exact test that swaps the two groups within speakers can reach. With few speakers every resample can show
-    a difference of the same sign, and the bootstrap alone would then call anything significant."""
-    p = bootstrap_p_value(deltas)
-    return None if np.isnan(p) else max(p, min(1.0, 2.0 ** (1 - n_clusters)))
+def _randomisation_p_values(trials: _Trials, group: np.ndarray, reference: np.ndarray, settings) -> dict:
+    """Two-sided p-value of each tested difference (group - reference) from a paired randomisation test.
+
+    Null hypothesis: within each speaker the group label does not matter, i.e. a speaker's trials of the group
+    and of the reference are exchangeable as wholes. A relabelling swaps, for some speakers, which of their
+    trials count as the group and which as the reference (each speaker keeps its counts per class, and
+    trials that belong to both groups stay in both); the difference is recomputed in every relabelling, and
+    p = the share at least as far from their mean as the observed one (:func:`randomisation_p_value`). With K
+    speakers holding trials of both groups, all 2^K swap patterns are listed (an exact test, the smallest p
+    2^(1 - K) when the two groups mirror each other: no claim about speakers in general can be stronger with K
+    of them), or random ones beyond 12 speakers.
+    A speaker lacking trials of one of the groups cannot be swapped: its trials stay where they are (they
+    count in the difference, not in its randomness); with no swappable speaker there is no test (None).
+    Swapping speakers rather than single trials keeps the level when the effect of the group varies from
+    speaker to speaker (a speaker-by-group interaction), which the speaker bootstrap CIs also allow for.
+    """
+    cells = 3 * trials.row_speakers + np.where(reference, np.where(group, 2, 1), 0)  # (speaker, side)
+    n_speakers = int(trials.row_speakers.max()) + 1
+    present = np.zeros(3 * n_speakers, dtype=bool)
+    present[cells[group | reference]] = True
+    swappable = present[0::3] & present[1::3]  # trials only in the group, and trials only in the reference
+    if not swappable.any():
+        return {short: None for _, short in TESTED}
+    swapped = speaker_swaps(swappable, settings.n_permutations, settings.seed)
+    in_group, in_reference = np.zeros((2, swapped.shape[0], 3 * n_speakers), dtype=np.int64)
+    in_group[:, 0::3], in_group[:, 1::3], in_group[:, 2::3] = ~swapped, swapped, True
+    in_reference[:, 0::3], in_reference[:, 1::3], in_reference[:, 2::3] = swapped, ~swapped, True
+    entries, entry_cells = (group | reference)[trials.rows], cells[trials.rows]
+    relabelled_group = _replicates(trials, entries, in_group, settings.costs, entry_cells)
+    relabelled_reference = _replicates(trials, entries, in_reference, settings.costs, entry_cells)
+    p_values = {}
+    for metric, short in TESTED:
+        p = randomisation_p_value(relabelled_group[metric] - relabelled_reference[metric])
+        p_values[short] = None if np.isnan(p) else p
+    return p_values
 
 
 def _across_runs(trials: _Trials, mask: np.ndarray, costs: DCFCosts) -> dict:
@@ -219,20 +260,21 @@ def _group(trials: _Trials, table: TrialTable, mask: np.ndarray, draws, settings
 
 
 def _versus_reference(
-    groups: dict, replicates: dict, reference: str, settings: BreakdownSettings, n_clusters: int
+    trials: _Trials, groups: dict, replicates: dict, masks: dict, reference: str, settings: BreakdownSettings
 ) -> None:
-    """Add ``vs_reference`` to every other group: paired differences, CIs, p-values, Holm over the column."""
+    """Add ``vs_reference`` to every other group: differences, paired-bootstrap CIs, randomisation p-values,
+    Holm over the column."""
     others = [name for name in groups if name != reference]
     for name in others:
         versus = {}
+        tested = replicates[name] is not None and settings.n_permutations > 0
+        p_values = _randomisation_p_values(trials, masks[name], masks[reference], settings) if tested else {}
         for metric, short in TESTED:
             versus[f"delta_{metric}"] = groups[name][metric] - groups[reference][metric]
-            if replicates[name] is None:
-                versus[f"delta_{short}_ci"], versus[f"p_{short}"] = None, None
-                continue
-            deltas = replicates[name][metric] - replicates[reference][metric]
-            versus[f"delta_{short}_ci"] = _interval(deltas, settings.confidence)
-            versus[f"p_{short}"] = _p_value(deltas, n_clusters)
+            versus[f"delta_{short}_ci"], versus[f"p_{short}"] = None, p_values.get(short)
+            if replicates[name] is not None:
+                deltas = replicates[name][metric] - replicates[reference][metric]
+                versus[f"delta_{short}_ci"] = _interval(deltas, settings.confidence)
         groups[name]["vs_reference"] = versus
     for _, short in TESTED:
         raw = [groups[name]["vs_reference"][f"p_{short}"] for name in others]
@@ -285,27 +327,30 @@ def breakdown(
 
 
 def _column(trials, table, spec: str, draws, settings, reference_group, skipped: list) -> dict:
-    groups, replicates = {}, {}
+    groups, replicates, masks = {}, {}, {}
     for name, mask in group_masks(table, spec).items():
         n_bonafide, n_spoof = class_counts(table.is_bonafide, mask)
         if n_bonafide == 0 or n_spoof == 0:
             skipped.append(f"{spec} {name} ({n_bonafide} bona fide, {n_spoof} spoof)")
             continue
         groups[name], replicates[name] = _group(trials, table, mask, draws, settings)
+        masks[name] = mask
     if reference_group in groups:
-        _versus_reference(groups, replicates, reference_group, settings, trials.n_clusters)
+        _versus_reference(trials, groups, replicates, masks, reference_group, settings)
     return groups
 
 
 def _settings_json(settings: BreakdownSettings, trials: _Trials) -> dict:
     return {
         "n_bootstrap": settings.n_bootstrap,
+        "n_permutations": settings.n_permutations,
         "confidence": settings.confidence,
         "seed": settings.seed,
         "alpha": settings.alpha,
         "resampling": trials.resampling,
         "n_clusters": trials.n_clusters,
-        "p_value": "two-sided, paired speaker bootstrap, at least 2^(1 - n_clusters)",
+        "p_value": "two-sided, paired randomisation test swapping speakers' two groups (every pattern up to "
+        f"{EXACT_SWAP_SPEAKERS} speakers, else n_permutations random ones)",
         "correction": "Holm, over the groups of a column, per metric",
         **settings.costs._asdict(),
     }

@@ -1,5 +1,6 @@
 """Pure array metrics of a countermeasure (CM): EER, DET, ASVspoof 2019 t-DCF, ASVspoof 5 DCF and Cllr, error
-rates at a fixed threshold, and the speaker bootstrap (confidence intervals, paired differences, Holm).
+rates at a fixed threshold, the speaker bootstrap (confidence intervals of paired differences), the paired
+speaker-swap randomisation test of a difference between two groups, and Holm's correction.
 
 Nothing here reads a file. Scores follow the project's convention: higher = more bona fide; a trial is accepted
 as bona fide when its score is >= the threshold.
@@ -54,6 +55,8 @@ ASVSPOOF5_COSTS = DCFCosts()  # ASVspoof 5 track 1 (evaluation plan and package)
 
 DEFAULT_BOOTSTRAP_RESAMPLES = 1000
 DEFAULT_BOOTSTRAP_SEED = 0
+DEFAULT_PERMUTATIONS = 1000  # random swap patterns when there are too many speakers to list every pattern
+EXACT_SWAP_SPEAKERS = 12  # up to 2^12 swap patterns are all listed: the randomisation test is then exact
 
 
 def as_scores(values, what: str) -> np.ndarray:
@@ -385,7 +388,9 @@ def bootstrap_p_value(deltas: np.ndarray) -> float:
 
     p = 2 min(P(delta <= 0), P(delta >= 0)), each proportion counted as (k + 1) / (B + 1) so that p is never
     0 with finitely many resamples; capped at 1. It rejects at level alpha exactly when the (1 - alpha)
-    percentile interval lies on one side of zero (up to that +1).
+    percentile interval lies on one side of zero (up to that +1). With few clusters and rare errors it is
+    optimistic (about 9 % false positives at 0.05 with ten speakers and a 3 % EER), so the breakdown tests
+    differences with :func:`randomisation_p_value` instead.
     """
     finite = deltas[np.isfinite(deltas)]
     if finite.size == 0:
@@ -393,6 +398,49 @@ def bootstrap_p_value(deltas: np.ndarray) -> float:
     below = (np.count_nonzero(finite <= 0) + 1) / (finite.size + 1)
     above = (np.count_nonzero(finite >= 0) + 1) / (finite.size + 1)
     return float(min(1.0, 2 * min(below, above)))
+
+
+def speaker_swaps(swappable: np.ndarray, n_random: int = DEFAULT_PERMUTATIONS, seed: int = 0) -> np.ndarray:
+    """The relabellings of a paired randomisation test: which speakers have their two groups swapped.
+
+    Returns ``(n_relabellings, n_speakers)`` booleans; row 0 swaps nobody (the observed labelling). With K
+    ``swappable`` speakers (those with trials in both groups) every one of the 2^K patterns is listed when
+    2^K <= max(n_random + 1, 2^EXACT_SWAP_SPEAKERS) (an exact test), else ``n_random`` random ones follow row 0
+    (seeded). A speaker that is not swappable is never swapped.
+    """
+    swappable = np.asarray(swappable, dtype=bool).reshape(-1)
+    columns = np.flatnonzero(swappable)
+    k = columns.size
+    if 2**k <= max(n_random + 1, 2**EXACT_SWAP_SPEAKERS):
+        patterns = (np.arange(2**k)[:, None] >> np.arange(k)) & 1 == 1  # row i: the bits of i
+    else:
+        random = np.random.default_rng(seed).integers(0, 2, size=(n_random, k)) == 1
+        patterns = np.vstack((np.zeros((1, k), dtype=bool), random))
+    swaps = np.zeros((patterns.shape[0], swappable.size), dtype=bool)
+    swaps[:, columns] = patterns
+    return swaps
+
+
+def randomisation_p_value(statistics: np.ndarray) -> float:
+    """Two-sided p-value of a randomisation test: ``statistics[0]`` is the observed statistic, the others are
+    those of the relabellings (all of them, or random ones).
+
+    p is the share of all values, the observed one included, at least as far from their mean as the observed
+    one: the exact p when every relabelling is listed, (1 + #as extreme) / (1 + n) for n random ones. The mean
+    is a symmetric function of the values, so centring on it keeps the test exact; it is 0 when the two groups
+    mirror each other (every speaker swappable, equal sizes) and otherwise removes the part of the difference
+    that no relabelling can change. A relabelling whose statistic is NaN (a group left without a class)
+    counts as extreme, which can only make p larger.
+    """
+    values = np.asarray(statistics, dtype=np.float64).reshape(-1)
+    finite = values[np.isfinite(values)]
+    if values.size == 0 or not np.isfinite(values[0]):
+        return float("nan")
+    distance = np.abs(values - finite.mean())
+    observed = distance[0]
+    # the tolerance keeps a mirrored relabelling, equal up to rounding, from looking less extreme
+    less_extreme = distance < observed - 1e-9 * (1.0 + observed)
+    return float(np.count_nonzero(~less_extreme) / values.size)
 
 
 def holm_adjust(p_values: Sequence[float]) -> list[float]:

@@ -13,6 +13,8 @@ import numpy as np
 
 from antispoof.metrics import (
     ASVSPOOF2019_TDCF_COST_MODEL,
+    DEFAULT_PERMUTATIONS,
+    EXACT_SWAP_SPEAKERS,
     compute_eer,
     compute_min_tdcf,
 )
@@ -180,7 +182,8 @@ def _group_table(column: str, groups: Mapping[str, Mapping], n_runs: int) -> lis
 def reference_table(reference: str, groups: Mapping[str, Mapping], alpha: float) -> list[str]:
     compared = {name: g["vs_reference"] for name, g in groups.items() if "vs_reference" in g}
     lines = [
-        f"Against **{reference}** (differences in percentage points; paired speaker bootstrap; Holm over the "
+        f"Against **{reference}** (differences in percentage points; CIs: paired speaker bootstrap; p: paired "
+        f"randomisation test swapping speakers' groups; Holm over the "
         f"{len(compared)} comparisons of each metric; **bold**: significant at {alpha:g} after Holm):",
         "",
         "| group | Δ EER [CI] | p | p (Holm) | Δ bona fide rejected [CI] | p | p (Holm) |",
@@ -231,8 +234,14 @@ def breakdown_notes(result: Mapping) -> list[str]:
         lines.append(
             f"- CIs: {settings['confidence']:.0%} percentile bootstrap over {settings['resampling']} "
             f"({settings['n_clusters']}), {settings['n_bootstrap']} resamples, seed {settings['seed']}, the same "
-            "resamples for every group (paired); p-values two-sided from the paired differences (never below "
-            "2^(1 - speakers))."
+            "resamples for every group (paired). p-values: two-sided paired randomisation test against the "
+            "reference group: the group and reference trials of some speakers trade places, the difference is "
+            "recomputed for every such swap pattern (all 2^K for K speakers holding both groups, up to "
+            f"{EXACT_SWAP_SPEAKERS}; else {settings.get('n_permutations', DEFAULT_PERMUTATIONS)} random ones), "
+            'and p is the share at least as far from their mean as the observed one. Exact under "the group '
+            'does not matter within a speaker"; at least 2^(1 - K) for groups of equal size; conservative when '
+            "errors are few. A speaker lacking one of the two groups is not swapped; with no speaker holding both "
+            "there is no p-value."
         )
         if settings["n_clusters"] < FEW_SPEAKERS:
             lines.append(

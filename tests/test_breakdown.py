@@ -1,11 +1,12 @@
-"""antispoof.breakdown: per-group EER, fixed-threshold error rates, paired speaker bootstrap, Holm, seeds."""
+"""antispoof.breakdown: per-group EER, fixed-threshold error rates, paired speaker bootstrap, randomisation
+p-values, Holm, seeds."""
 
 import json
 import time
 
 import numpy as np
 import pytest
-from emotion_cases import EMOTIONS, GROUP_FIELDS, VERSUS_FIELDS, planted_table
+from emotion_cases import EMOTIONS, GROUP_FIELDS, VERSUS_FIELDS, planted_table, planted_trials
 
 from antispoof import metrics
 from antispoof.breakdown import BreakdownSettings, ScoredRun, breakdown, fixed_threshold
@@ -159,11 +160,70 @@ def test_paired_bootstrap_equals_resamples_built_by_hand():
         assert versus["delta_bonafide_rejection_ci"] == pytest.approx(
             metrics.percentile_interval(expected[:, 1], 0.95)
         )
-        floor = 2.0 ** (1 - 4)  # the smallest p a within-speaker test over 4 speakers can give
-        assert versus["p_eer"] == pytest.approx(max(floor, metrics.bootstrap_p_value(expected[:, 0])))
-        assert versus["p_bonafide_rejection"] == pytest.approx(
-            max(floor, metrics.bootstrap_p_value(expected[:, 1]))
-        )
+
+
+def swapped_deltas(table, scores, threshold, group, speakers=None):
+    """Delta EER and delta bona fide rejection (group - neutral) for each of the 2^K patterns of ``speakers``
+    (default: all) whose group and neutral trials trade places (pattern i swaps the speakers whose bit is set in
+    i), built by hand."""
+    speakers = sorted(set(table.columns["speaker"])) if speakers is None else speakers
+    emotion, speaker, bona = table.columns["emotion"], table.columns["speaker"], table.is_bonafide
+    deltas = []
+    for pattern in range(2 ** len(speakers)):
+        swapped = {name for bit, name in enumerate(speakers) if pattern >> bit & 1}
+        is_swapped = np.isin(speaker, list(swapped))
+        as_group = ((emotion == group) & ~is_swapped) | ((emotion == "neutral") & is_swapped)
+        as_neutral = ((emotion == "neutral") & ~is_swapped) | ((emotion == group) & is_swapped)
+        values = []
+        for picked in (as_group, as_neutral):
+            s, b = scores[picked], bona[picked]
+            values.append((100 * metrics.compute_eer(s[b], s[~b])[0], 100 * np.mean(s[b] < threshold)))
+        deltas.append([values[0][k] - values[1][k] for k in (0, 1)])
+    return np.array(deltas)
+
+
+def test_randomisation_p_values_equal_speaker_swaps_built_by_hand():
+    """Four speakers: all 16 swap patterns are listed, so p is exact: the share of the patterns whose
+    difference is at least as far from the patterns' mean difference as the observed one."""
+    table, scores = planted_table(n_speakers=4, per_cell=3, seed=4)
+    threshold = neutral_eer_threshold(table, scores)
+    settings = BreakdownSettings(n_bootstrap=40, seed=9)
+    result = breakdown(table, [ScoredRun(scores, threshold)], ["emotion"], "neutral", settings)
+    p_values = []
+    for group in ("sad", "angry", "happy"):
+        deltas = swapped_deltas(table, scores, threshold, group)
+        versus = result["groups"]["emotion"][group]["vs_reference"]
+        for column, short in ((0, "eer"), (1, "bonafide_rejection")):
+            distance = np.abs(deltas[:, column] - deltas[:, column].mean())
+            expected = np.count_nonzero(distance >= distance[0] - 1e-9) / 16
+            assert versus[f"p_{short}"] == pytest.approx(expected), (group, short)
+            assert versus[f"delta_{short}_percent"] == pytest.approx(deltas[0, column])
+            p_values.append(expected)
+    assert min(p_values) == 2 / 16 and max(p_values) > 0.2  # the observed and its mirror; not all extreme
+
+
+def test_a_speaker_lacking_a_group_is_not_swapped_and_nested_speakers_give_no_p_value():
+    columns, scores = planted_trials(n_speakers=4, per_cell=4, seed=2)
+    keep = ~((np.array(columns["speaker"]) == "0014") & (np.array(columns["emotion"]) == "sad"))
+    table = TrialTable.from_columns({name: np.array(values)[keep] for name, values in columns.items()})
+    scores = scores[keep]
+    threshold = neutral_eer_threshold(table, scores)
+    result = breakdown(table, [ScoredRun(scores, threshold)], ["emotion"], "neutral", BreakdownSettings(20))
+    sad = result["groups"]["emotion"]["sad"]["vs_reference"]
+    # speaker 0014 has no sad trials: its neutral trials stay neutral in all 8 patterns of the other three
+    deltas = swapped_deltas(table, scores, threshold, "sad", speakers=["0011", "0012", "0013"])
+    for column, short in ((0, "eer"), (1, "bonafide_rejection")):
+        distance = np.abs(deltas[:, column] - deltas[:, column].mean())
+        assert sad[f"p_{short}"] == pytest.approx(np.count_nonzero(distance >= distance[0] - 1e-9) / 8)
+    # every speaker holds only one emotion: no within-speaker comparison exists, so no p-value (CIs remain)
+    nested = {name: np.array(values) for name, values in columns.items()}
+    nested["speaker"] = np.where(nested["emotion"] == "sad", "s_sad", np.char.add("s_", nested["speaker"]))
+    full_scores = planted_trials(n_speakers=4, per_cell=4, seed=2)[1]
+    result = breakdown(TrialTable.from_columns(nested), [ScoredRun(full_scores, 0.0)], ["emotion"])
+    sad = result["groups"]["emotion"]["sad"]["vs_reference"]
+    assert sad["p_eer"] is None and sad["significant_bonafide_rejection"] is None
+    assert sad["delta_bonafide_rejection_ci"] is not None
+    json.dumps(result, allow_nan=False)
 
 
 def test_seeds_pool_trials_and_report_mean_and_std():
@@ -234,3 +294,42 @@ def test_few_speakers_cannot_make_a_difference_significant():
     sad = result["groups"]["emotion"]["sad"]["vs_reference"]
     assert sad["delta_bonafide_rejection_ci"][0] > 0  # the interval still shows the shift
     assert sad["p_bonafide_rejection"] == 0.5 and not sad["significant_bonafide_rejection"]
+
+
+def null_dataset(rng, n_speakers=10, per_class=15, separation=1.28):
+    """Two emotions with the same score distributions: per speaker an offset shared by both emotions (a speaker
+    effect), ``per_class`` bona fide N(separation, 1) and spoofs N(-separation, 1) per speaker and emotion
+    (about 10 % errors at the threshold 0)."""
+    columns = {"utt_id": [], "speaker": [], "emotion": [], "key": []}
+    scores = []
+    for speaker in range(n_speakers):
+        offset = rng.normal(0, 0.3)
+        for emotion in ("neutral", "sad"):
+            for key, mean in (("bonafide", separation), ("spoof", -separation)):
+                columns["utt_id"] += [f"{speaker}_{emotion}_{key}_{i}" for i in range(per_class)]
+                columns["speaker"] += [f"spk{speaker:02d}"] * per_class
+                columns["emotion"] += [emotion] * per_class
+                columns["key"] += [key] * per_class
+                scores.append(rng.normal(mean + offset, 1.0, per_class))
+    return TrialTable.from_columns(columns), np.concatenate(scores)
+
+
+def test_p_values_hold_their_level_on_null_datasets():
+    """The calibration of the test: on datasets without any effect, p < 0.05 in about 5 % of them (the old
+    bootstrap p-value gave 8-11 % for the bona fide rejection). 100 datasets x 2 tests: a standard error of
+    1.5 points around 5 %; the exact test is somewhat conservative when errors are few (ties)."""
+    rng = np.random.default_rng(2024)
+    settings = BreakdownSettings(
+        n_bootstrap=10
+    )  # the CIs are not under test here, the p-values need no resamples
+    p_values = []
+    for _ in range(100):
+        table, scores = null_dataset(rng)
+        result = breakdown(table, [ScoredRun(scores, 0.0)], ["emotion"], "neutral", settings)
+        versus = result["groups"]["emotion"]["sad"]["vs_reference"]
+        p_values.append([versus["p_eer"], versus["p_bonafide_rejection"]])
+    p_values = np.array(p_values)
+    false_positives = (p_values < 0.05).mean(axis=0)
+    print("false-positive rates (EER, bona fide rejection):", false_positives)
+    assert 0.02 <= (p_values < 0.05).mean() <= 0.08 and (false_positives <= 0.09).all()
+    assert 0.35 < np.median(p_values) < 0.65  # p spreads over [0, 1] as a null p-value does

@@ -240,3 +240,29 @@ def test_percentile_interval_drops_nan_and_refuses_all_nan():
     assert metrics.percentile_interval(np.array([np.nan, 1.0, 2.0, 3.0]), 0.5) == [1.5, 2.5]
     with pytest.raises(ValueError, match="every resample"):
         metrics.percentile_interval(np.array([np.nan]), 0.95)
+
+
+def test_speaker_swaps_list_every_pattern_or_random_ones():
+    swaps = metrics.speaker_swaps(np.array([True, False, True]), n_random=10)
+    # two swappable speakers (0 and 2): all four patterns, the observed labelling first; speaker 1 never swaps
+    np.testing.assert_array_equal(
+        swaps, [[False, False, False], [True, False, False], [False, False, True], [True, False, True]]
+    )
+    many = metrics.speaker_swaps(np.ones(14, dtype=bool), n_random=100, seed=3)  # 2^14 > 2^12: random
+    assert many.shape == (101, 14) and not many[0].any() and 0.4 < many[1:].mean() < 0.6
+    np.testing.assert_array_equal(many, metrics.speaker_swaps(np.ones(14, dtype=bool), 100, seed=3))
+    assert metrics.speaker_swaps(np.ones(12, dtype=bool), n_random=100).shape == (4096, 12)  # exact up to 12
+    assert metrics.speaker_swaps(np.zeros(3, dtype=bool)).shape == (1, 3)  # nobody to swap: only the observed
+
+
+def test_randomisation_p_value_hand_computed():
+    # mean 0; |observed| 3 is reached by itself and by -3: 2 of 8
+    assert metrics.randomisation_p_value(np.array([3.0, -3, 1, -1, 0, 0, 2, -2])) == 2 / 8
+    # mean 1: distances 2, 2, 0, 0 -> 2 of 4 at least as far as the observed
+    assert metrics.randomisation_p_value(np.array([3.0, -1, 1, 1])) == 2 / 4
+    assert metrics.randomisation_p_value(np.array([0.0, 3, -3, 1])) == 1.0  # the observed is the mean
+    # a relabelling without a result (NaN) counts as extreme: 2 of 4 rather than 1 of 4
+    assert metrics.randomisation_p_value(np.array([5.0, np.nan, -1, 0])) == 2 / 4
+    assert np.isnan(metrics.randomisation_p_value(np.array([np.nan, 1.0])))
+    # a mirrored value equal up to rounding counts as equally extreme
+    assert metrics.randomisation_p_value(np.array([0.1 + 0.2, -0.3, 0, 0])) == 2 / 4
