@@ -2,6 +2,7 @@
 
     python inference.py --config config/AASIST.conf --test_dir DIR_OR_FILE [--output_file F] [--threshold T]
                         [--eval_model_weights W] [--device D] [--batch_size N] [--num_workers N]
+                        [--scoring first|windows|full]
 
 The scoring loop is the one ``main.py --eval`` uses, so a file gets the same score through either. The output
 format and exit codes are in ``--help`` (and antispoof/score_table.py).
@@ -17,9 +18,9 @@ from pathlib import Path
 
 from antispoof import score_table
 from antispoof.audio import collect_audio_inputs
-from antispoof.config import ExperimentConfig, read_config
+from antispoof.config import SCORING_MODES, ExperimentConfig, read_config
 from antispoof.runtime import resolve_device
-from antispoof.scoring import ScoringSetupError, load_scoring_model, score_files
+from antispoof.scoring import describe_scoring, load_model_for_scoring, score_files
 
 EXIT_WRITTEN, EXIT_NONE_SCORED, EXIT_USAGE = 0, 1, 2
 EPILOG = """\
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA if present)")
     parser.add_argument("--batch_size", type=int, help="default: the config's batch_size")
     parser.add_argument("--num_workers", type=int, help="DataLoader workers (default: the config's)")
+    parser.add_argument("--scoring", choices=SCORING_MODES, help="the config's by default (see README)")
     return parser
 
 
@@ -84,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def score(args: argparse.Namespace) -> int:
-    config = read_config(args.config)
+    config = read_config(args.config, {"scoring": args.scoring})
     try:
         inputs = collect_audio_inputs(args.test_dir)
     except FileNotFoundError as exc:
@@ -101,10 +103,11 @@ def score(args: argparse.Namespace) -> int:
         model, device, weights = load_model(args, config)
         columns, note = score_table.decision_columns(args.threshold, args.calibration, weights)
         print(f"note: {note}", file=sys.stderr)
+        print(f"note: scoring: {describe_scoring(**config.scoring_options)}", file=sys.stderr)
         result = score_files(
             model,
             [item.path for item in to_score],
-            nb_samp=config.nb_samp,
+            **config.scoring_options,
             batch_size=args.batch_size or config.scoring_batch_size,
             device=device,
             num_workers=args.num_workers if args.num_workers is not None else config.num_workers,
@@ -137,10 +140,7 @@ def load_model(args: argparse.Namespace, config: ExperimentConfig):
     except RuntimeError as exc:
         raise SystemExit(f"error: --device: {exc}") from None
     weights = args.eval_model_weights or config.model_path
-    try:
-        return load_scoring_model(config.model_config, weights, device), device, weights
-    except ScoringSetupError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    return load_model_for_scoring(config.model_config, weights, device), device, weights
 
 
 if __name__ == "__main__":

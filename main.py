@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from antispoof.config import ExperimentConfig, read_config
+from antispoof.config import SCORING_MODES, ExperimentConfig, read_config
 from antispoof.errors import one_line_errors
 from antispoof.experiment import (
     Run,
@@ -39,7 +39,16 @@ EXIT_CODES = """exit codes:
   1  a problem with the config, the data, the weights or the experiment folder (one line says which)
   2  bad command-line arguments"""
 
-OVERRIDES = ("database_path", "emo_dataset", "seed", "num_epochs", "batch_size", "num_workers", "precision")
+OVERRIDES = (
+    "database_path",
+    "emo_dataset",
+    "seed",
+    "num_epochs",
+    "batch_size",
+    "num_workers",
+    "precision",
+    "scoring",
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -60,6 +69,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch_size", type=int, help="per process (overrides the config)")
     p.add_argument("--num_workers", type=int, help="DataLoader workers (overrides the config)")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="overrides the config")
+    p.add_argument("--scoring", choices=SCORING_MODES, help="first 4.04 s, windows or full file (see README)")
     p.add_argument("--resume", action="store_true", help="continue the experiment's last completed epoch")
     p.add_argument(
         "--overwrite", action="store_true", help="delete an earlier run's checkpoints and start afresh"

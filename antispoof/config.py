@@ -20,6 +20,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 DEFAULT_ASV_SCORES = "ASVspoof2019_LA_asv_scores/ASVspoof2019.LA.asv.eval.gi.trl.scores.txt"
+# How a file is scored (``antispoof.scoring``): its "first" nb_samp samples (the published protocol), every
+# nb_samp-sample "windows" at scoring_hop with the mean logit, or the "full" file (models that take any length).
+ScoringMode = Literal["first", "windows", "full"]
+SCORING_MODES: tuple[str, ...] = typing.get_args(ScoringMode)
 
 
 class ConfigValueError(ValueError):
@@ -90,6 +94,11 @@ class ExperimentConfig:
     dses_bootstrap: int = 1000
     ser_val_speakers: list[str] | None = None
     demo: dict | None = None
+    # dev, eval, DSES and inference.py score files this way (training crops are unaffected); see SCORING_MODES
+    scoring: ScoringMode = "first"
+    # samples between window starts for "windows"; default nb_samp (no overlap: each sample is scored once,
+    # and the cost is the audio's length). Must be <= nb_samp so no sample is skipped.
+    scoring_hop: int | None = None
 
     @property
     def architecture(self) -> str:
@@ -105,12 +114,25 @@ class ExperimentConfig:
     def scoring_batch_size(self) -> int:
         return self.eval_batch_size or self.batch_size
 
+    @property
+    def scoring_options(self) -> dict:
+        """What the scoring loop (``antispoof.scoring.predict_logits``) takes from the config."""
+        return {"nb_samp": self.nb_samp, "scoring": self.scoring, "hop": self.scoring_hop}
+
     def to_dict(self) -> dict:
         """The config as JSON-ready values (what ``config.conf`` in the experiment folder holds)."""
         return _drop_none(dataclasses.asdict(self))
 
 
-POSITIVE = ("batch_size", "eval_batch_size", "num_epochs", "early_stopping_patience", "top_k", "base_lr")
+POSITIVE = (
+    "batch_size",
+    "eval_batch_size",
+    "num_epochs",
+    "early_stopping_patience",
+    "top_k",
+    "base_lr",
+    "scoring_hop",
+)
 NON_NEGATIVE = ("num_workers", "dses_bootstrap", "swa_epochs", "lr_min", "weight_decay", "max_grad_norm")
 
 
@@ -224,6 +246,24 @@ def _validate_parts(config: ExperimentConfig) -> None:
         make_rawboost(config.rawboost)  # refuses an unknown algorithm or parameter
     if config.averaging and config.averaging.method == "swa" and config.averaging.swa_epochs < 1:
         raise ConfigValueError("averaging.swa_epochs must be >= 1 with method 'swa'")
+    _validate_scoring(config)
+
+
+def _validate_scoring(config: ExperimentConfig) -> None:
+    """A hop that leaves no gap between windows; "full" only for a model that takes any length. With "windows"
+    the hop is filled in, so that the experiment's config.conf records the one that was used."""
+    if config.scoring_hop is not None and config.scoring_hop > config.nb_samp:
+        raise ConfigValueError(
+            f"scoring_hop must be <= nb_samp ({config.nb_samp}) so that no sample is skipped, "
+            f"got {config.scoring_hop}"
+        )
+    if config.scoring == "windows" and config.scoring_hop is None:
+        config.scoring_hop = config.nb_samp
+    if config.scoring == "full":
+        from antispoof.scoring import full_length_problem
+
+        if problem := full_length_problem(config.architecture):
+            raise ConfigValueError(f"scoring 'full': {problem}")
 
 
 def parse_config(raw: Mapping, source: str = "config") -> ExperimentConfig:
@@ -264,6 +304,7 @@ def read_config(path: str | os.PathLike, overrides: Mapping | None = None) -> Ex
 
 
 __all__ = [
+    "SCORING_MODES",
     "AveragingConfig",
     "ConfigValueError",
     "ExperimentConfig",

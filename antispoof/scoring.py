@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from antispoof.audio import NB_SAMP
-from antispoof.data import ScoringDataset, collate_scoring
+from antispoof.data import ScoringDataset, collate_by_length
 from antispoof.runtime import autocast_context
 from models import ConfigError, WeightLoadError, build_model, load_weights
 
@@ -48,6 +48,30 @@ def load_model_for_scoring(model_config: dict, weights: str | None, device: torc
         raise SystemExit(f"error: {exc}") from None
 
 
+# Models that take a waveform of any length (above their minimum) and read all of it: "full" scoring is refused
+# for the others (AMSDF takes exactly nb_samp samples; the emotion models read the first 3 s of their input).
+FULL_LENGTH_ARCHITECTURES = ("AASIST", "AASIST_WAV2VEC")
+
+
+def full_length_problem(architecture: str) -> str | None:
+    """Why ``architecture`` cannot score whole files ("full"), in one line; None when it can."""
+    if architecture in FULL_LENGTH_ARCHITECTURES:
+        return None
+    return (
+        f"{architecture or 'this model'} does not read inputs of any length (only "
+        f"{', '.join(FULL_LENGTH_ARCHITECTURES)} do): use scoring 'windows'"
+    )
+
+
+def describe_scoring(scoring: str, nb_samp: int = NB_SAMP, hop: int | None = None) -> str:
+    """One line saying how files are scored, e.g. ``windows (hop 64600): mean logit of every 64600-sample window``."""
+    if scoring == "windows":
+        return f"windows (hop {hop or nb_samp}): mean logit of every {nb_samp}-sample window of each file"
+    if scoring == "full":
+        return f"full: each whole file in one pass (files under {nb_samp} samples tile-padded)"
+    return f"first: the first {nb_samp} samples of each file (--scoring windows or full reads it all)"
+
+
 @torch.inference_mode()
 def predict_logits(
     model: nn.Module,
@@ -61,39 +85,103 @@ def predict_logits(
     errors: list[tuple[int, str]] | None = None,
     precision: str = "fp32",
     progress: bool = True,
+    scoring: str = "first",
+    hop: int | None = None,
 ) -> np.ndarray:
     """Run ``model`` in eval mode over audio files: the (N, classes) logits, in file order.
 
-    This is the one scoring loop of the project (``main.py`` and ``inference.py`` both use it). With
-    ``skip_unreadable`` a file that cannot be read gets a row of NaN and its (index, message) is appended to
+    This is the one scoring loop of the project (``main.py`` and ``inference.py`` both use it). ``scoring``
+    (``antispoof.data.scoring_rows``): "first" scores the first ``nb_samp`` samples of each file; "windows" every
+    ``nb_samp`` window at ``hop`` (default ``nb_samp``), in batches of ``batch_size`` windows taken across files
+    (so the cost follows the audio's length), a file's logits being the mean of its windows'; "full" each whole
+    file, files of equal length batched together (only models in ``FULL_LENGTH_ARCHITECTURES``).
+
+    With ``skip_unreadable`` a file that cannot be read gets a row of NaN and its (index, message) is appended to
     ``errors``; without it, the first unreadable file raises ``AudioError``. ``precision`` "bf16" runs the model
     under autocast; the logits come back in float32 either way.
     """
+    if scoring == "full" and (problem := full_length_problem(_architecture_of(model))):
+        raise ValueError(f"scoring 'full': {problem}")
     device = torch.device(device)
     model.eval()
     loader = DataLoader(
-        ScoringDataset(paths, nb_samp, skip_unreadable=skip_unreadable),
+        ScoringDataset(paths, nb_samp, skip_unreadable=skip_unreadable, scoring=scoring, hop=hop),
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
-        collate_fn=collate_scoring,
+        collate_fn=collate_by_length,
         pin_memory=device.type == "cuda",
     )
-    logits_out: np.ndarray | None = None
-    for waves, indices, batch_errors in tqdm(
-        loader, desc=desc, unit="batch", leave=False, dynamic_ncols=True
-    ):
-        if errors is not None:
-            errors.extend(batch_errors)
-        if waves is None:
-            continue
+    batches = tqdm(loader, desc=desc, unit="batch", leave=False, dynamic_ncols=True, disable=not progress)
+    means = LogitMeans(len(paths))
+    for waves, owners in model_batches(batches, batch_size, errors, regroup=scoring == "windows"):
         with autocast_context(device, precision):
             _, logits = model(waves.to(device, non_blocking=True))
-        logits = logits.float().cpu().numpy()
-        if logits_out is None:
-            logits_out = np.full((len(paths), logits.shape[1]), np.nan, dtype=np.float32)
-        logits_out[indices.numpy()] = logits
-    return logits_out if logits_out is not None else np.full((len(paths), 2), np.nan, dtype=np.float32)
+        means.add(owners.numpy(), logits.float().cpu().numpy())
+    return means.result()
+
+
+def _architecture_of(model: nn.Module) -> str:
+    """The registry name of a model built by ``models.build_model`` (its module ``models.<architecture>``)."""
+    module = type(model).__module__
+    return module.removeprefix("models.") if module.startswith("models.") else type(model).__name__
+
+
+def model_batches(loader, batch_size: int, errors: list | None, regroup: bool):
+    """The (rows, file index of each row) batches to run, from a loader of ``collate_by_length`` batches; the
+    errors it reports are appended to ``errors``. With ``regroup`` (windows: a file gives several rows) the rows
+    are re-cut into batches of exactly ``batch_size`` across files (the last may be smaller)."""
+    pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for groups, batch_errors in loader:
+        if errors is not None:
+            errors.extend(batch_errors)
+        if not regroup:
+            yield from groups
+            continue
+        pending.extend(groups)
+        while sum(len(owners) for _, owners in pending) >= batch_size:
+            batch, pending = _split_rows(pending, batch_size)
+            yield batch
+    if pending:
+        yield _split_rows(pending, sum(len(owners) for _, owners in pending))[0]
+
+
+def _split_rows(pieces: list, n_rows: int):
+    """(the first ``n_rows`` rows of ``pieces`` as one batch, the pieces left); each row is copied once."""
+    taken, left = [], list(pieces)
+    while n_rows > 0:
+        waves, owners = left.pop(0)
+        if len(owners) > n_rows:  # split the piece: the rest stays in front
+            left.insert(0, (waves[n_rows:], owners[n_rows:]))
+            waves, owners = waves[:n_rows], owners[:n_rows]
+        taken.append((waves, owners))
+        n_rows -= len(owners)
+    batch = tuple(torch.cat(parts) for parts in zip(*taken))
+    return batch, left
+
+
+class LogitMeans:
+    """Per-file mean of the logits of its rows (one row per file unless scoring by windows); NaN for a file with
+    none (unreadable). Sums are kept in float64, so a file of one row gets its logits back exactly."""
+
+    def __init__(self, n_files: int):
+        self.n_files = n_files
+        self.sums: np.ndarray | None = None
+        self.counts = np.zeros(n_files, dtype=np.int64)
+
+    def add(self, owners: np.ndarray, logits: np.ndarray) -> None:
+        if self.sums is None:
+            self.sums = np.zeros((self.n_files, logits.shape[1]), dtype=np.float64)
+        np.add.at(self.sums, owners, logits)
+        np.add.at(self.counts, owners, 1)
+
+    def result(self) -> np.ndarray:
+        if self.sums is None:
+            return np.full((self.n_files, 2), np.nan, dtype=np.float32)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = self.sums / self.counts[:, None]
+        means[self.counts == 0] = np.nan
+        return means.astype(np.float32)
 
 
 @dataclass

@@ -37,7 +37,7 @@ def score_trials(model: nn.Module, trials: list[Trial], run: Run, desc: str) -> 
     local = predict_logits(
         unwrap_model(model),
         [trials[i].path for i in indices],
-        nb_samp=run.config.nb_samp,
+        **run.config.scoring_options,
         batch_size=run.config.scoring_batch_size,
         device=run.device,
         num_workers=run.config.num_workers,
