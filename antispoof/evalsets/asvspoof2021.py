@@ -133,6 +133,7 @@ def read_la2021(root: Path) -> EvalSet:
     )
     trials = _read_cm_keys(keys / "CM" / "trial_metadata.txt", LA_COLUMNS, audio)
     evalset = EvalSet("LA21", trials, ("system", "codec", "transmission"), ("eer", "official_2021"))
+    evalset.official_factors = LA_FACTORS
     asv_metadata = keys / "ASV" / "trial_metadata.txt"
     try:
         asv_scores = first_existing(keys, ASV_SCORE_NAMES, "organisers' ASV scores")
@@ -153,7 +154,11 @@ def read_df2021(root: Path) -> EvalSet:
         root / "ASVspoof2021_DF_eval" / "flac", "ASVspoof 2021 DF audio (ASVspoof2021_DF_eval/flac)"
     )
     trials = _read_cm_keys(keys / "CM" / "trial_metadata.txt", DF_COLUMNS, audio)
-    return EvalSet("DF21", trials, ("system", "compression", "source", "vocoder"), ("eer", "official_2021"))
+    evalset = EvalSet(
+        "DF21", trials, ("system", "compression", "source", "vocoder"), ("eer", "official_2021")
+    )
+    evalset.official_factors = DF_FACTORS
+    return evalset
 
 
 def read_asv_scores(metadata: Path, scores: Path) -> dict[str, np.ndarray]:
