@@ -127,10 +127,6 @@ def _fixture_table(tmp_path):
     shutil.copytree(FIXTURE / "keys", root / "keys")
     (root / "ASVspoof2021_LA_eval" / "flac").mkdir(parents=True)
     evalset = read_la2021(root)
-    cm = (
-        read_score_file(FIXTURE / "cm_scores.txt") if False else None
-    )  # the package's score file has 2 columns
-    del cm
     scores_by_trial = dict(line.split() for line in (FIXTURE / "cm_scores.txt").read_text().splitlines())
     scores = np.array([float(scores_by_trial[t.utt_id]) for t in evalset.trials])
     return evalset, scores
