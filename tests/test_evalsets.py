@@ -159,3 +159,27 @@ def test_revised_tdcf_coefficients_are_nan_without_spoofs_and_the_cost_is_normal
     assert perfect == pytest.approx(
         coefficients.c0 / (coefficients.c0 + min(coefficients.c1, coefficients.c2))
     )
+
+
+def test_dses_and_la2019_readers_reuse_the_existing_layouts(tmp_path):
+    from corpus import write_asvspoof_la, write_dses
+
+    dses = read_eval_set("DSES", write_dses(tmp_path / "dses", per_folder=1))
+    assert {t.emotion for t in dses.trials} == {"neutral", "happy", "angry", "sad", "surprise"}
+    assert {t.system for t in dses.trials} == {"-", "Zonos", "CosyVoice"}  # bona fide: "-"
+    assert set(trial_table(dses).columns) == {"utt_id", "speaker", "key", "emotion", "system"}
+    la = read_eval_set("LA19", write_asvspoof_la(tmp_path, n_per_class=2))
+    assert [t.system for t in la.trials] == ["-", "A07", "-", "A08"] and la.attributes == ("system",)
+
+
+def test_emotional_sets_break_down_by_emotion_against_neutral(tmp_path):
+    from antispoof.recipes.evalsets import set_metrics
+
+    evalset = read_eval_set("EmoSpoofTTS", write_emospoof_tts(tmp_path))
+    rng = np.random.default_rng(0)
+    scores = np.array([rng.normal(1.0 if t.key == "bonafide" else -1.0) for t in evalset.trials])
+    result = set_metrics(evalset, scores, n_bootstrap=20)
+    assert result["n_bonafide"] == 8 and result["n_spoof"] == 24
+    emotions = result["breakdown"]["groups"]["emotion"]
+    assert set(emotions) == {"angry", "happy", "neutral", "sad"} and "vs_reference" in emotions["angry"]
+    assert result["breakdown"]["reference_group"] == "neutral" and "min_tdcf" not in result

@@ -135,3 +135,38 @@ def test_a_killed_scoring_resumes_without_rescoring_finished_shards(tmp_path):
     assert len(list(shards.glob("shard_*.npy"))) == 12
     expected = (tmp_path / "full" / "LA_tiny_bs2_eval_tiny" / "ITW" / "scores.txt").read_text()
     assert (shards.parent / "scores.txt").read_text() == expected
+
+
+def test_torchrun_two_processes_deal_the_shards_and_give_the_single_process_scores(tmp_path):
+    itw = write_in_the_wild(tmp_path / "itw", n=20)
+    config = write_config(tmp_path, eval_shard_size=3)
+    single = run_main(config, "single", itw, tmp_path)
+    out, _ = single.communicate(timeout=600)
+    assert single.returncode == 0, out[-3000:]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    args = [
+        "--config",
+        str(config),
+        "--output_dir",
+        "two",
+        "--device",
+        "cpu",
+        "--eval",
+        "--eval_set",
+        f"ITW={itw}",
+    ]
+    two = subprocess.run(
+        [*launcher, str(REPO / "main.py"), *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert two.returncode == 0, (two.stdout + two.stderr)[-3000:]
+    assert "(2 processes)" in two.stdout
+    scores = [
+        (tmp_path / d / "LA_tiny_bs2_eval_tiny" / "ITW" / "scores.txt").read_text() for d in ("single", "two")
+    ]
+    assert scores[0] == scores[1] and len(scores[0].splitlines()) == 20

@@ -224,5 +224,8 @@ def _condition_tdcf(asv, asv_spoof, rows, cols, row_value, col_value, bonafide, 
     mask = _condition(asv, asv_spoof, rows, row_value) & _condition(asv, asv_spoof, cols, col_value)
     keys, values = asv["key"][mask], asv["score"][mask]
     trio = ASVScores(values[keys == "target"], values[keys == "nontarget"], values[keys == "spoof"])
-    value = compute_min_tdcf2021(bonafide, spoof, tdcf2021_coefficients(trio))
+    try:
+        value = compute_min_tdcf2021(bonafide, spoof, tdcf2021_coefficients(trio))
+    except ValueError:  # fewer than 3 distinct scores in this condition: the package stops, we leave it out
+        return None
     return None if np.isnan(value) else value

@@ -24,6 +24,7 @@ class EvalSet:
     attributes: tuple[str, ...] = ()
     metrics: tuple[str, ...] = ("eer",)
     asv: dict | None = None  # {"metadata": Path, "scores": Path} for the 2021 LA t-DCF
+    reference_group: str | None = None  # the group others are tested against (emotional sets: neutral)
     official_factors: tuple = ()  # the two axes of the eval-package's table (asvspoof2021.Factor)
     notes: list[str] = field(default_factory=list)
 

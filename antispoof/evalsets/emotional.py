@@ -36,7 +36,7 @@ def read_dses(root: Path) -> EvalSet:
         raise ProtocolError(
             f"{root}: no DSES audio (expected ESD/<speaker>/<emotion>/ and <System>/<speaker>/<emotion>/)"
         )
-    return EvalSet("DSES", trials, ("emotion", "system"))
+    return EvalSet("DSES", trials, ("emotion", "system"), reference_group="neutral")
 
 
 def read_emospoof_tts(root: Path) -> EvalSet:
@@ -54,7 +54,7 @@ def read_emospoof_tts(root: Path) -> EvalSet:
         raise ProtocolError(
             f"{root / BONAFIDE_SYSTEM_DIR}: no ESD audio of the spoofed speakers and emotions"
         )
-    return EvalSet("EmoSpoofTTS", bonafide + spoofs, ("emotion", "system"))
+    return EvalSet("EmoSpoofTTS", bonafide + spoofs, ("emotion", "system"), reference_group="neutral")
 
 
 def _audio_index(folder: Path) -> dict[str, Path]:

@@ -68,7 +68,11 @@ def set_metrics(evalset: EvalSet, scores: np.ndarray, n_bootstrap: int) -> dict:
     fixed, source = fixed_threshold(table, scores)
     settings = BreakdownSettings(n_bootstrap=n_bootstrap)
     result["breakdown"] = breakdown(
-        table, [ScoredRun(scores, fixed, None, "scores.txt")], evalset.attributes, None, settings
+        table,
+        [ScoredRun(scores, fixed, None, "scores.txt")],
+        evalset.attributes,
+        evalset.reference_group,
+        settings,
     )
     result["breakdown"]["threshold_source"] = source
     result["eer_ci"] = result["breakdown"]["pooled"]["eer_ci"]
