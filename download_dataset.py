@@ -7,6 +7,11 @@
         The Dataset of Synthesized Emotional Speech (DSES) from Kaggle (needs an API token) or the
         upstream's Google Drive mirror (a RAR archive: needs bsdtar, unrar or 7z on PATH)
         -> ./dataset/DSES/ (the configs' emo_dataset), layout scanned (main.py scans it again for each run).
+    python download_dataset.py --dataset LA21|DF21|EmoSpoofTTS|EmoFake [--output_dir ./dataset]
+        The evaluation sets of main.py --eval --eval_set NAME=PATH from their Zenodo records (size and MD5
+        checked) and, for ASVspoof 2021, the official keys -> ./dataset/NAME/, layout checked.
+    python download_dataset.py --dataset ITW
+        In-the-Wild has no direct download: prints its page and the folder to unpack it into.
 
 Downloads resume after a cut connection. The archives' size and SHA-256 are not published, so an archive
 counts as complete only when its length matches the server's or, failing that, when its listing checks out;
@@ -47,6 +52,7 @@ from antispoof.download import (
     remove_tree,
     safe_extract,
 )
+from antispoof.evalsets.download import DOWNLOADS, ZENODO_API_ENV, prepare_eval_set
 from antispoof.protocols import ASVSPOOF_PROTOCOL_DIR, BONAFIDE_SYSTEM_DIR, check_asvspoof_layout, scan_dses
 
 LA_URLS = [
@@ -277,9 +283,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dataset",
         required=True,
-        choices=["LA", "emotional", "DSES"],
+        choices=["LA", "emotional", "DSES", *DOWNLOADS],
         help="LA: ASVspoof 2019 LA -> OUTPUT_DIR/LA; emotional (or DSES): the emotional spoof set "
-        "-> OUTPUT_DIR/DSES",
+        "-> OUTPUT_DIR/DSES; LA21, DF21, ITW, EmoSpoofTTS, EmoFake: evaluation sets -> OUTPUT_DIR/NAME",
+    )
+    parser.add_argument(
+        "--zenodo_api",
+        help=f"Zenodo REST API base URL (default: ${ZENODO_API_ENV} or https://zenodo.org/api)",
     )
     parser.add_argument(
         "--output_dir", default="./dataset", help="where the dataset folder goes (default: %(default)s)"
@@ -313,7 +323,7 @@ def command_to_fetch(args: argparse.Namespace) -> str:
     script = os.path.relpath(__file__)
     words = ["python", script if not script.startswith("..") else __file__, "--dataset", args.dataset]
     words += ["--output_dir", args.output_dir]
-    if args.dataset != "LA":
+    if args.dataset in ("emotional", "DSES"):
         words += ["--source", args.source]
     if args.mirror:
         words += ["--mirror", args.mirror]
@@ -332,6 +342,13 @@ def _archive_and_page(args: argparse.Namespace) -> tuple[Path, str]:
 
 def how_to_get_it_elsewhere(args: argparse.Namespace) -> str | None:
     """The mirror option and the manual download, for an archive that could not be fetched (else None)."""
+    if args.dataset in DOWNLOADS:
+        spec = DOWNLOADS[args.dataset]
+        if spec.manual:
+            return None  # the error line already says where to get it
+        return (
+            f"or download it by hand from {spec.page} and unpack it into {Path(args.output_dir) / spec.name}"
+        )
     archive, page = _archive_and_page(args)
     folder, marker = (LA_FOLDER, LA_MARKER) if args.dataset == "LA" else (DSES_FOLDER, DSES_MARKER)
     if archive.is_file() or (archive.parent / folder / marker).is_dir():
@@ -350,6 +367,9 @@ def _prepare_requested(args: argparse.Namespace) -> Path:
     )
     if args.dataset == "LA":
         return prepare_la(output_dir, **common)
+    if args.dataset in DOWNLOADS:
+        del common["mirror"]  # Zenodo records are listed by their API: --zenodo_api points at another one
+        return prepare_eval_set(args.dataset, output_dir, zenodo_api=args.zenodo_api, **common)
     return prepare_dses(
         output_dir, args.source, gdrive_template=args.gdrive_url, kaggle_api=args.kaggle_api, **common
     )

@@ -29,7 +29,7 @@ from antispoof.experiment import (
     remove_if_disposable,
 )
 from antispoof.fileio import write_text_atomically
-from antispoof.recipes import antispoofing, recipe_of, ser
+from antispoof.recipes import antispoofing, evalsets, recipe_of, ser
 from antispoof.runtime import check_precision, set_seed
 from antispoof.scoring import load_model_for_scoring
 from antispoof.training.distributed import barrier, cleanup, init_distributed
@@ -64,6 +64,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, nargs="+", help="one run per seed, in folders ending _seed<N>")
     p.add_argument("--comment", help="suffix for the experiment folder name")
     p.add_argument("--eval_model_weights", help="weights to evaluate instead of model_path")
+    p.add_argument(
+        "--eval_set",
+        action="append",
+        metavar="NAME=PATH",
+        help="with --eval: score this evaluation set (repeatable, in order; LA21, DF21, ITW, DSES, EmoSpoofTTS, "
+        "EmoFake, ...; see README); replaces the config's eval_sets",
+    )
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA if present, else CPU)")
     p.add_argument("--num_epochs", type=int, help="overrides the config (with --resume: extends the run)")
     p.add_argument("--batch_size", type=int, help="per process (overrides the config)")
@@ -78,6 +85,22 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--allow_config_change", action="store_true", help="--resume even though training fields changed"
     )
     return p.parse_args(argv)
+
+
+def eval_set_overrides(items: list[str]) -> dict[str, str]:
+    """``--eval_set NAME=PATH`` flags as the config's ``eval_sets`` (a bad one exits with one line)."""
+    from antispoof.evalsets import parse_eval_set
+
+    sets: dict[str, str] = {}
+    for item in items:
+        try:
+            name, path = parse_eval_set(item)
+        except ValueError as exc:
+            raise SystemExit(f"error: {exc}") from None
+        if name in sets:
+            raise SystemExit(f"error: --eval_set {name} is given twice")
+        sets[name] = path
+    return sets
 
 
 def output_folder(args: argparse.Namespace, config: ExperimentConfig, comment: str | None) -> Path:
@@ -114,11 +137,18 @@ def execute(args: argparse.Namespace, run: Run) -> dict:
         return recipe.train(run)
     model_config = ser.model_config_of(run) if recipe is ser else run.config.model_config
     weights = args.eval_model_weights or run.config.model_path
+    if run.config.eval_sets and recipe is antispoofing:
+        load = lambda: load_model_for_scoring(model_config, weights, run.device)  # noqa: E731
+        return evalsets.evaluate(run, load, run.config.eval_sets, weights)
     return recipe.evaluate(run, lambda: load_model_for_scoring(model_config, weights, run.device))
 
 
 def run_once(args: argparse.Namespace, seed: int | None) -> None:
     overrides = {key: getattr(args, key) for key in OVERRIDES}
+    if args.eval_set and not args.eval:
+        raise SystemExit("error: --eval_set scores a trained model: add --eval")
+    if args.eval_set:
+        overrides["eval_sets"] = eval_set_overrides(args.eval_set)
     if seed is not None:
         overrides["seed"] = seed
     config = read_config(args.config, overrides)

@@ -92,6 +92,10 @@ class ExperimentConfig:
     rawboost: dict | None = None
     optim_config: OptimConfig | None = None
     dses_bootstrap: int = 1000
+    # main.py --eval on named evaluation sets, in this order: {"LA21": "/data/ASVspoof2021", ...} (see README)
+    eval_sets: dict[str, str] | None = None
+    # trials per score shard of an eval set: a killed scoring resumes at the first shard not yet written
+    eval_shard_size: int = 4096
     ser_val_speakers: list[str] | None = None
     demo: dict | None = None
     # dev, eval, DSES and inference.py score files this way (training crops are unaffected); see SCORING_MODES
@@ -125,6 +129,7 @@ class ExperimentConfig:
 
 
 POSITIVE = (
+    "eval_shard_size",
     "batch_size",
     "eval_batch_size",
     "num_epochs",
@@ -199,6 +204,11 @@ def _coerce(value: Any, hint, where: str):
             raise ConfigValueError(f"{where} must be a list ({_type_name(hint)}), got {json.dumps(value)}")
         inner = args if origin is tuple else args * len(value)
         return origin(_coerce(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(zip(value, inner)))
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigValueError(f"{where} must be an object ({_type_name(hint)}), got {json.dumps(value)}")
+        key_type, value_type = args
+        return {_coerce(k, key_type, where): _coerce(v, value_type, f"{where}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, where)
     return _coerce_scalar(value, hint, where)

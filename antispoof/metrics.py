@@ -8,6 +8,7 @@ as bona fide when its score is >= the threshold.
 * EER, the DET curve and the min t-DCF re-implement the official ASVspoof 2019 evaluation code (as shipped in
   clovaai/aasist ``evaluation.py``) with the same operating points and tie handling, so results agree with it to
   floating-point precision.
+* The ASVspoof 2021 revised t-DCF follows the official 2021 eval-package (asvspoof-challenge/2021).
 * minDCF, actDCF and Cllr follow the ASVspoof 5 evaluation package (``calculate_modules.py``).
 """
 
@@ -205,6 +206,67 @@ def compute_min_tdcf(
     )
     index = int(np.argmin(curve))
     return {"min_tdcf": float(curve[index]), "cm_threshold": float(thresholds[index]), "asv": rates}
+
+
+# --------------------------------------------------------------------------------------------------
+# ASVspoof 2021 revised min t-DCF (eval-package of asvspoof-challenge/2021: eval_wrapper.py, config.py)
+# --------------------------------------------------------------------------------------------------
+ASVSPOOF2021_TDCF_COST_MODEL = MappingProxyType(
+    {
+        "Pspoof": 0.05,
+        "Ptar": (1 - 0.05) * 0.99,
+        "Pnon": (1 - 0.05) * 0.01,
+        "Cmiss": 1.0,  # tandem system falsely rejects a target
+        "Cfa": 10.0,  # tandem system falsely accepts a nontarget
+        "Cfa_spoof": 10.0,  # tandem system falsely accepts a spoof
+    }
+)
+
+
+class TDCF2021Coefficients(NamedTuple):
+    """C0, C1, C2 of the revised t-DCF: t-DCF(s) = C0 + C1 Pmiss_cm(s) + C2 Pfa_cm(s) (NaN: not computable)."""
+
+    c0: float
+    c1: float
+    c2: float
+
+
+def tdcf2021_coefficients(
+    asv: ASVScores, cost_model: Mapping[str, float] = ASVSPOOF2021_TDCF_COST_MODEL
+) -> TDCF2021Coefficients:
+    """The ASV-dependent constants of the 2021 t-DCF, with the ASV fixed at its EER threshold (the official
+    ``get_tDCF_C012_from_asv_scores``). A condition lacking targets, nontargets or spoofs gives NaNs, as there."""
+    if not (len(asv.target) and len(asv.nontarget) and len(asv.spoof)):
+        return TDCF2021Coefficients(math.nan, math.nan, math.nan)
+    priors = (cost_model["Ptar"], cost_model["Pnon"], cost_model["Pspoof"])
+    if min(priors) < 0 or abs(sum(priors) - 1) > 1e-10:
+        raise ValueError(f"t-DCF priors must be non-negative and sum to 1, got Ptar, Pnon, Pspoof = {priors}")
+    rates = asv_error_rates(asv)
+    pfa_spoof = np.count_nonzero(np.asarray(asv.spoof) >= rates["threshold"]) / len(asv.spoof)
+    asv_cost = (
+        cost_model["Ptar"] * cost_model["Cmiss"] * rates["pmiss"]
+        + cost_model["Pnon"] * cost_model["Cfa"] * rates["pfa"]
+    )
+    return TDCF2021Coefficients(
+        asv_cost,
+        cost_model["Ptar"] * cost_model["Cmiss"] - asv_cost,
+        cost_model["Pspoof"] * cost_model["Cfa_spoof"] * pfa_spoof,
+    )
+
+
+def compute_min_tdcf2021(bonafide_cm, spoof_cm, coefficients: TDCF2021Coefficients) -> float:
+    """Minimum normalised revised t-DCF (ASVspoof 2021): min over CM thresholds of
+    (C0 + C1 Pmiss_cm + C2 Pfa_cm) / (C0 + min(C1, C2)); NaN when the coefficients are NaN."""
+    bonafide = as_scores(bonafide_cm, "bona fide CM scores")
+    spoof = as_scores(spoof_cm, "spoof CM scores")
+    if np.unique(np.concatenate((bonafide, spoof))).size < 3:
+        raise ValueError("t-DCF needs soft CM scores, not binary decisions (fewer than 3 distinct values)")
+    c0, c1, c2 = coefficients
+    if any(math.isnan(c) for c in coefficients):
+        return math.nan
+    pmiss_cm, pfa_cm, _ = compute_det_curve(bonafide, spoof)
+    curve = (c0 + c1 * pmiss_cm + c2 * pfa_cm) / (c0 + min(c1, c2))
+    return float(curve.min())
 
 
 # --------------------------------------------------------------------------------------------------
