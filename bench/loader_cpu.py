@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,11 +27,10 @@ import soundfile as sf
 import torch
 from torch.utils.data import DataLoader
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+from antispoof.augment import make_rawboost
+from antispoof.data import ScoringDataset, TrainDataset, Trial, collate_by_length
 
-from antispoof.augment import make_rawboost  # noqa: E402
-from antispoof.data import ScoringDataset, TrainDataset, Trial, collate_by_length  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 CORPORA = {  # name: (sample rate, channels, seconds min, max, format)
     "asvspoof": (16000, 1, 1.0, 6.0, "flac"),

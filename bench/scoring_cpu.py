@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import sys
 import tempfile
 import time
 from functools import partial
@@ -34,12 +33,11 @@ import numpy as np
 import soundfile as sf
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+import models
+from antispoof.data import window_starts
+from antispoof.scoring import predict_logits
 
-import models  # noqa: E402
-from antispoof.data import window_starts  # noqa: E402
-from antispoof.scoring import predict_logits  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 SAMPLE_RATE = 16000
 

@@ -40,17 +40,7 @@ def score_trials(model: nn.Module, trials: list[Trial], run: Run, desc: str) -> 
     Non-finite outputs are an error naming the first such file: a score file never holds NaN.
     """
     indices = sharded_indices(len(trials), run.info.rank, run.info.world_size)
-    local = predict_logits(
-        unwrap_model(model),
-        [trials[i].path for i in indices],
-        **run.config.scoring_options,
-        batch_size=run.config.scoring_batch_size,
-        device=run.device,
-        num_workers=run.config.num_workers,
-        desc=desc,
-        precision=run.precision,
-        progress=run.is_main,
-    )
+    local = _local_logits(model, [trials[i] for i in indices], run, desc)
     logits = gather_scores(indices, local, len(trials), run.info)
     _refuse_non_finite(logits, trials, desc)
     return logits
@@ -122,12 +112,13 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def _checked_logits(model: nn.Module, trials: list[Trial], run: Run, desc: str) -> np.ndarray:
-    """The logits of ``trials`` on this process alone; non-finite outputs are an error naming the first file."""
-    logits = predict_logits(
+def _local_logits(model: nn.Module, trials: list[Trial], run: Run, desc: str) -> np.ndarray:
+    """This process's logits of ``trials`` with the run's scoring (first crop, windows or full), batch and
+    precision."""
+    return predict_logits(
         unwrap_model(model),
         [t.path for t in trials],
-        nb_samp=run.config.nb_samp,
+        **run.config.scoring_options,
         batch_size=run.config.scoring_batch_size,
         device=run.device,
         num_workers=run.config.num_workers,
@@ -135,6 +126,11 @@ def _checked_logits(model: nn.Module, trials: list[Trial], run: Run, desc: str) 
         precision=run.precision,
         progress=run.is_main,
     )
+
+
+def _checked_logits(model: nn.Module, trials: list[Trial], run: Run, desc: str) -> np.ndarray:
+    """The logits of ``trials`` on this process alone; non-finite outputs are an error naming the first file."""
+    logits = _local_logits(model, trials, run, desc)
     _refuse_non_finite(logits, trials, desc)
     return logits
 
