@@ -2,6 +2,7 @@
 
     python main.py --config config/AASIST.conf            # train, select on dev, score dev, eval (and DSES)
     python main.py --eval --config config/AASIST.conf     # score dev, eval (and DSES) with model_path
+    python main.py --eval --config config/AASIST.conf --eval_set LA21=PATH --eval_set ITW=PATH   # named sets
     python main.py --config config/SER.conf               # train the ACRNN emotion recogniser on ESD
     python main.py --config config/AASIST-L.conf --seeds 1 2 3          # one run per seed, sibling folders
     torchrun --nproc_per_node 4 main.py --config ...      # the same on several GPUs (PyTorch DDP)
