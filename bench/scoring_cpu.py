@@ -30,12 +30,15 @@ import time
 from functools import partial
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
-import torch
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+# the package first, as the scripts import it: it sets the OpenMP wait policy before torch loads (both contenders
+# run under it; see antispoof/__init__.py)
+importlib.import_module("antispoof")
+
+import numpy as np  # noqa: E402
+import soundfile as sf  # noqa: E402
+import torch  # noqa: E402
 
 import models  # noqa: E402
 from antispoof.data import window_starts  # noqa: E402
