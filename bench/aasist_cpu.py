@@ -4,7 +4,9 @@ Scoring = eval mode under torch.inference_mode, batches of 8 utterances of 64,60
 With ``--reference PATH`` (a checkout of github.com/clovaai/aasist), its ``models/AASIST.py`` is imported by
 file path, loaded with the same weights in this process, timed the same way, and the largest absolute
 difference between the two models' logits is printed. Rounds alternate between the models so that load from
-other processes hits both alike; the best round of each is reported.
+other processes hits both alike; the best round of each is reported. Both run under the OpenMP wait policy the
+project sets (passive, see antispoof/__init__.py); GOMP_SPINCOUNT=300000 in the environment restores libgomp's
+default spinning, for comparison.
 
     python bench/aasist_cpu.py --weights ../shared/weights/AASIST.pth --reference ../ref/aasist
 """
@@ -17,8 +19,13 @@ import json
 import time
 from pathlib import Path
 
+# the package first, as the scripts import it: it sets the OpenMP wait policy before torch loads (both models run
+# under it; see antispoof/__init__.py)
+# isort: off
+import antispoof  # noqa: F401
 import torch
 
+# isort: on
 import models
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

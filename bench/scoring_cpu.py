@@ -31,8 +31,14 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+# the package first, as the scripts import it: it sets the OpenMP wait policy before torch loads (both contenders
+# run under it; see antispoof/__init__.py)
+# isort: off
+import antispoof  # noqa: F401
 import torch
 
+# isort: on
 import models
 from antispoof.data import window_starts
 from antispoof.scoring import predict_logits

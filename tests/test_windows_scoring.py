@@ -270,3 +270,19 @@ def test_main_takes_scoring_as_a_config_override(tmp_path):
     config.write_text(json.dumps({"model_config": TINY}))
     args = main_cli.parse_args(["--config", str(config), "--scoring", "full"])
     assert read_config(config, {k: getattr(args, k) for k in main_cli.OVERRIDES}).scoring == "full"
+
+
+def test_full_runs_aasist_wav2vec_on_whole_files(tmp_path):
+    """The other architecture that takes any length: a tiny XLS-R front-end on files of two lengths."""
+    from test_xlsr_models import tiny_config
+
+    torch.manual_seed(0)
+    model = build_model(tiny_config("AASIST_WAV2VEC")).eval()
+    nb_samp = 64600
+    paths = [
+        write_audio(tmp_path / f"{i}.wav", n, seed=i) for i, n in enumerate([nb_samp + 20000, 2 * nb_samp])
+    ]
+    logits = predict_logits(model, paths, nb_samp=nb_samp, batch_size=2, scoring="full", progress=False)
+    for path, got in zip(paths, logits):
+        np.testing.assert_allclose(got, one_by_one(model, load_audio(path)[None])[0], rtol=0, atol=ATOL)
+    assert parse_config({"model_config": tiny_config("AASIST_WAV2VEC"), "scoring": "full"}).scoring == "full"
