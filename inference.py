@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA if present)")
     parser.add_argument("--batch_size", type=int, help="default: the config's batch_size")
     parser.add_argument("--num_workers", type=int, help="DataLoader workers (default: the config's)")
-    parser.add_argument("--scoring", choices=SCORING_MODES, help="the config's by default (see README)")
+    parser.add_argument("--scoring", choices=SCORING_MODES, help="first 4.04 s, every window, or whole file")
     return parser
 
 
