@@ -32,7 +32,7 @@ from antispoof.experiment import (
 from antispoof.fileio import write_text_atomically
 from antispoof.recipes import antispoofing, evalsets, recipe_of, ser
 from antispoof.runtime import check_precision, set_seed
-from antispoof.scoring import load_model_for_scoring
+from antispoof.scoring import describe_scoring, load_model_for_scoring
 from antispoof.training.distributed import barrier, cleanup, init_distributed
 
 EXIT_CODES = """exit codes:
@@ -177,6 +177,7 @@ def run_once(args: argparse.Namespace, seed: int | None) -> None:
                 )
             raise
         if run.is_main:
+            metrics["scoring"] = describe_scoring(**config.scoring_options)  # how every score file was made
             run.write_json("metrics.json", metrics)
             print(f"metrics: {run.out_dir / 'metrics.json'}")
     finally:

@@ -56,7 +56,9 @@ def test_a_mistaken_rerun_loses_nothing_and_resume_extends_the_run(database, tmp
     assert "continuing at epoch 2" in capsys.readouterr().out
     history = [json.loads(line) for line in (exp / "history.jsonl").open()]
     assert [h["epoch"] for h in history] == [0, 1]
-    assert json.loads((exp / "metrics.json").read_text())["dev_eer_threshold"] is not None
+    metrics = json.loads((exp / "metrics.json").read_text())
+    assert metrics["dev_eer_threshold"] is not None
+    assert metrics["scoring"].startswith("first: the first 8000 samples")  # how the score files were made
 
 
 def test_resume_refuses_a_changed_recipe_unless_told(database, tmp_path):
