@@ -11,29 +11,21 @@ from pathlib import Path
 
 import pytest
 import torch
+from corpus import TINY_AASIST
 from evalset_cases import write_in_the_wild, write_la2021
 
 import main as main_cli
 from models import build_model
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {
-    "architecture": "AASIST",
-    "nb_samp": 8000,
-    "first_conv": 128,
-    "filts": [20, [1, 8], [8, 8], [8, 8], [8, 8]],
-    "gat_dims": [8, 8],
-    "pool_ratios": [0.5, 0.5, 0.5, 0.5],
-    "temperatures": [2.0, 2.0, 100.0, 100.0],
-}
 
 
 def write_config(folder: Path, **extra) -> Path:
     torch.manual_seed(0)
     weights = folder / "tiny.pth"
-    torch.save(build_model(dict(TINY)).state_dict(), weights)
+    torch.save(build_model(dict(TINY_AASIST)).state_dict(), weights)
     config = {
-        "model_config": TINY,
+        "model_config": TINY_AASIST,
         "model_path": str(weights),
         "batch_size": 2,
         "dses_bootstrap": 50,

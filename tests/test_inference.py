@@ -283,7 +283,7 @@ def test_nan_weights_are_one_line_and_exit_2(tiny, tmp_path, capsys):
     for seed in range(3):
         write_voice(folder / f"{seed}.wav", seed)
     (folder / "bad.wav").write_bytes(b"nope")
-    state = torch.load(tiny["weights"])
+    state = torch.load(tiny["weights"], weights_only=True)
     nan_weights = tmp_path / "nan.pth"
     torch.save(
         {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in state.items()},
