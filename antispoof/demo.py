@@ -45,6 +45,9 @@ DEMO_TEXTS = REPO_DIR / "DSES" / "demo_texts.txt"
 MARKER_NAME = ".demo_complete.json"
 STARTED_NAME = ".demo_started.json"  # the recipe of a build under way (so a resume cannot mix two)
 MARKER_VERSION = 1
+# fewer eval speakers than this and the speaker bootstrap of the DSES confidence intervals has too few distinct
+# resamples (2 speakers: 3) for its intervals to mean anything
+MIN_EVAL_SPEAKERS = 5
 
 DEFAULT_SETTINGS = {
     "root": "./demo_data",
@@ -53,7 +56,9 @@ DEFAULT_SETTINGS = {
     "sentences": 4,
     "texts": None,  # None: the bundled DSES/demo_texts.txt
     "seed": 0,
-    "split_fractions": [0.6, 0.2, 0.2],
+    # train, dev, eval shares of the speakers: 10 speakers -> 4, 1, 5; the eval split (which is also the DSES
+    # part) needs MIN_EVAL_SPEAKERS for the per-speaker bootstrap of the DSES tables to mean something
+    "split_fractions": [0.4, 0.1, 0.5],
     # one vocoder setting per spoof system (DSES/backends/vocoder.py options)
     "spoof_systems": [
         {"n_fft": 512, "hop_length": 128, "n_mels": 80, "n_iter": 32},
@@ -185,6 +190,18 @@ def _check_splits(protocols: dict[str, Path]) -> dict[str, tuple[int, int]]:
     return counts
 
 
+def _eval_speaker_note(eval_protocol: Path) -> str | None:
+    """A warning when the eval split has too few speakers for the speaker bootstrap; None when it has enough."""
+    speakers = {line.split()[0] for line in eval_protocol.read_text().splitlines() if line.strip()}
+    if len(speakers) >= MIN_EVAL_SPEAKERS:
+        return None
+    return (
+        f"note: the eval split has {len(speakers)} speaker(s), fewer than {MIN_EVAL_SPEAKERS}: the DSES confidence "
+        "intervals (a bootstrap over speakers) say little; give more speakers or a larger eval share in "
+        "demo.split_fractions"
+    )
+
+
 def _already_built(root: Path, recipe: dict) -> bool:
     """True when a complete corpus of this recipe is in place; an error when ``root`` holds another recipe's."""
     marker, started_file = root / MARKER_NAME, root / STARTED_NAME
@@ -271,6 +288,9 @@ def _export_layouts(settings: dict, root: Path, bonafide_dir: Path, spoof_dirs: 
         + ", ".join(f"{split} {b + s} trials ({b} bona fide)" for split, (b, s) in counts.items())
         + " (no ASV scores: EER only)"
     )
+    note = _eval_speaker_note(written["eval"])
+    if note:
+        _say(note)
     n_dses = _build_dses_eval_part(written["index"], root / "DSES")
     _say(f"DSES layout: {n_dses} files of the LA eval speakers in {root / 'DSES'}")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -9,9 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 import antispoof.demo as demo
 from antispoof.data import EMOTIONS, asvspoof_trials, check_asvspoof_layout, scan_dses
+from DSES.la_layout import assign_splits
+from models import build_model, load_state_dict, load_weights
 
 REPO = Path(__file__).resolve().parents[1]
 # cheap vocoder settings: two distinct spoof systems in a few seconds (the demo's own are slower)
@@ -45,13 +50,16 @@ def snapshot(root: Path) -> dict[str, int]:
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo") / "demo_data"
     started = time.monotonic()
-    demo.ensure_demo_corpus(tiny_config(root))
-    return root, time.monotonic() - started
+    with contextlib.redirect_stdout(io.StringIO()) as output:
+        demo.ensure_demo_corpus(tiny_config(root))
+    return root, time.monotonic() - started, output.getvalue()
 
 
 def test_builds_a_valid_la_layout_with_disjoint_speakers(built):
-    root, seconds = built
+    root, seconds, log = built
     assert seconds < 30, f"the tiny corpus took {seconds:.0f} s"
+    # one eval speaker: the build says that the speaker bootstrap of the DSES tables means little
+    assert "note: the eval split has 1 speaker(s), fewer than 5" in log
     summary = check_asvspoof_layout(root / "LA")  # raises if a protocol or a listed flac is missing
     assert summary.count("all audio present") == 3
     speakers = {}
@@ -72,7 +80,7 @@ def test_builds_a_valid_la_layout_with_disjoint_speakers(built):
 
 
 def test_dses_part_holds_the_la_eval_speakers_in_five_emotions_and_two_systems(built):
-    root, _ = built
+    root, _, _ = built
     trials, report = scan_dses(root / "DSES")
     assert not report.unexpected
     assert set(report.emotions) == set(EMOTIONS)
@@ -89,7 +97,7 @@ def test_dses_part_holds_the_la_eval_speakers_in_five_emotions_and_two_systems(b
 
 
 def test_second_call_does_nothing(built, capsys):
-    root, _ = built
+    root, _, _ = built
     before = snapshot(root)
     started = time.monotonic()
     demo.ensure_demo_corpus(tiny_config(root))
@@ -99,7 +107,7 @@ def test_second_call_does_nothing(built, capsys):
 
 
 def test_other_settings_on_a_built_corpus_are_refused(built):
-    root, _ = built
+    root, _, _ = built
     before = snapshot(root)
     with pytest.raises(SystemExit, match="built with other settings"):
         demo.ensure_demo_corpus(tiny_config(root, sentences=3))
@@ -107,7 +115,7 @@ def test_other_settings_on_a_built_corpus_are_refused(built):
 
 
 def test_an_interrupted_build_resumes_and_keeps_finished_files(built, tmp_path):
-    source, _ = built
+    source, _, _ = built
     root = tmp_path / "demo_data"
     shutil.copytree(source, root)
     # a build stopped before its end: no marker, one spoof file missing, LA protocols and DSES not written
@@ -196,3 +204,41 @@ def test_demo_script_help_and_notebooks_have_no_placeholders():
         source = "".join("".join(cell["source"]) for cell in cells)
         assert "OWNER" not in source and "REPO_URL" not in source, notebook.name
         assert "pip install -q -e" in source, notebook.name  # the framework is installed, not path-patched
+
+
+def test_demo_config_splits_off_enough_eval_speakers():
+    settings = demo.demo_settings(json.loads((REPO / "config" / "demo.conf").read_text()))
+    split_of = assign_splits(settings["speakers"], settings["split_fractions"], settings["seed"])
+    counts = {split: list(split_of.values()).count(split) for split in SPLITS}
+    # the DSES part is the eval speakers: enough of them for a speaker bootstrap that means something
+    assert counts["eval"] >= demo.MIN_EVAL_SPEAKERS
+    assert counts["train"] >= 1 and counts["dev"] >= 1
+
+
+def test_demo_model_is_aasist_l_and_starts_from_the_shipped_official_weights():
+    config = json.loads((REPO / "config" / "demo.conf").read_text())
+    weights = REPO / "models" / "weights" / "AASIST-L.pth"
+    assert (REPO / config["init_weights"]).resolve() == weights.resolve()
+    official = json.loads((REPO / "config" / "AASIST-L.conf").read_text())["model_config"]
+    assert {k: v for k, v in config["model_config"].items() if k != "nb_samp"} == {
+        k: v for k, v in official.items() if k != "nb_samp"
+    }
+    model = load_weights(build_model(config["model_config"]), weights)  # strict: a mismatch raises
+    state = load_state_dict(weights)
+    loaded = model.state_dict()
+    assert all(torch.equal(loaded[key], value) for key, value in state.items())
+    # the official weights run on the demo's shorter crops
+    model.eval()
+    with torch.no_grad():
+        _, logits = model(torch.randn(2, config["model_config"]["nb_samp"]) * 0.1)
+    assert logits.shape == (2, 2) and torch.isfinite(logits).all()
+
+
+def test_too_few_eval_speakers_are_noted(tmp_path):
+    protocol = tmp_path / "eval.txt"
+    lines = [f"{1000 + n % 2} LA_E_{n:07d} - - bonafide" for n in range(6)]  # 2 speakers
+    protocol.write_text("\n".join(lines) + "\n")
+    note = demo._eval_speaker_note(protocol)
+    assert note is not None and "2 speaker(s), fewer than 5" in note
+    protocol.write_text("".join(f"{1000 + n} LA_E_{n:07d} - - bonafide\n" for n in range(5)))
+    assert demo._eval_speaker_note(protocol) is None
