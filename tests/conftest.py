@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from local_server import server  # noqa: F401  (the local HTTP server fixture, shared by the download tests)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"

@@ -10,22 +10,11 @@ from dataclasses import replace
 
 import pytest
 from evalset_cases import write_la2021
-from test_downloads import FAST, Server, quiet_log
+from test_downloads import FAST, quiet_log
 
 import download_dataset
 from antispoof.download import VerificationError
 from antispoof.evalsets import download as evalset_download
-
-
-@pytest.fixture
-def server(monkeypatch):
-    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("no_proxy", "*")
-    local = Server()
-    yield local
-    local.httpd.shutdown()
-    local.httpd.server_close()
 
 
 def tar_gz_of(folder, names) -> bytes:

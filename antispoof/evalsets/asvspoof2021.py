@@ -125,15 +125,21 @@ def _read_cm_keys(path: Path, columns: Sequence[str], audio: Path) -> list[Trial
     return trials
 
 
+def _read_2021_set(root: Path, track: str, key_dirs, columns, attributes, factors) -> tuple[EvalSet, Path]:
+    """The CM trials of a 2021 track's eval subset (audio at ``ASVspoof2021_<track>_eval/flac``) and its keys folder."""
+    keys = _keys_dir(root, key_dirs, track)
+    folder = f"ASVspoof2021_{track}_eval/flac"
+    audio = require_dir(root / folder, f"ASVspoof 2021 {track} audio ({folder})")
+    trials = _read_cm_keys(keys / "CM" / "trial_metadata.txt", columns, audio)
+    evalset = EvalSet(f"{track}21", trials, attributes, ("eer", "official_2021"))
+    evalset.official_factors = factors
+    return evalset, keys
+
+
 def read_la2021(root: Path) -> EvalSet:
     """ASVspoof 2021 LA eval: attributes attack (system), codec, transmission; EER and revised min t-DCF."""
-    keys = _keys_dir(root, LA_KEY_DIRS, "LA")
-    audio = require_dir(
-        root / "ASVspoof2021_LA_eval" / "flac", "ASVspoof 2021 LA audio (ASVspoof2021_LA_eval/flac)"
-    )
-    trials = _read_cm_keys(keys / "CM" / "trial_metadata.txt", LA_COLUMNS, audio)
-    evalset = EvalSet("LA21", trials, ("system", "codec", "transmission"), ("eer", "official_2021"))
-    evalset.official_factors = LA_FACTORS
+    attributes = ("system", "codec", "transmission")
+    evalset, keys = _read_2021_set(root, "LA", LA_KEY_DIRS, LA_COLUMNS, attributes, LA_FACTORS)
     asv_metadata = keys / "ASV" / "trial_metadata.txt"
     try:
         asv_scores = first_existing(keys, ASV_SCORE_NAMES, "organisers' ASV scores")
@@ -149,16 +155,8 @@ def read_la2021(root: Path) -> EvalSet:
 
 def read_df2021(root: Path) -> EvalSet:
     """ASVspoof 2021 DF eval: attributes attack (system), compression, source corpus, vocoder; EER (no t-DCF)."""
-    keys = _keys_dir(root, DF_KEY_DIRS, "DF")
-    audio = require_dir(
-        root / "ASVspoof2021_DF_eval" / "flac", "ASVspoof 2021 DF audio (ASVspoof2021_DF_eval/flac)"
-    )
-    trials = _read_cm_keys(keys / "CM" / "trial_metadata.txt", DF_COLUMNS, audio)
-    evalset = EvalSet(
-        "DF21", trials, ("system", "compression", "source", "vocoder"), ("eer", "official_2021")
-    )
-    evalset.official_factors = DF_FACTORS
-    return evalset
+    attributes = ("system", "compression", "source", "vocoder")
+    return _read_2021_set(root, "DF", DF_KEY_DIRS, DF_COLUMNS, attributes, DF_FACTORS)[0]
 
 
 def read_asv_scores(metadata: Path, scores: Path) -> dict[str, np.ndarray]:
