@@ -19,7 +19,7 @@ from pathlib import Path
 from antispoof import score_table
 from antispoof.audio import collect_audio_inputs
 from antispoof.config import SCORING_MODES, ExperimentConfig, read_config
-from antispoof.runtime import resolve_device
+from antispoof.runtime import keep_freed_memory, resolve_device
 from antispoof.scoring import describe_scoring, load_model_for_scoring, score_files
 
 EXIT_WRITTEN, EXIT_NONE_SCORED, EXIT_USAGE = 0, 1, 2
@@ -76,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threshold is not None and not math.isfinite(args.threshold):
         parser.error(f"--threshold {args.threshold}: give a finite number")
+    keep_freed_memory()  # large activations reuse the heap instead of fresh pages (see antispoof.runtime)
     try:
         return score(args)
     except SystemExit as exc:  # a one-line setup error (config, input, output, device, weights)

@@ -31,7 +31,7 @@ from antispoof.experiment import (
 )
 from antispoof.fileio import write_text_atomically
 from antispoof.recipes import antispoofing, evalsets, recipe_of, ser
-from antispoof.runtime import check_precision, set_seed
+from antispoof.runtime import check_precision, keep_freed_memory, set_seed
 from antispoof.scoring import describe_scoring, load_model_for_scoring
 from antispoof.training.distributed import barrier, cleanup, init_distributed
 
@@ -186,6 +186,7 @@ def run_once(args: argparse.Namespace, seed: int | None) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    keep_freed_memory()  # large activations reuse the heap instead of fresh pages (see antispoof.runtime)
     with one_line_errors():
         for seed in args.seeds or [None]:
             run_once(args, seed)

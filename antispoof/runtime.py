@@ -13,6 +13,10 @@ Scores leave the model in float32: the scoring loop calls ``logits.float()``.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import os
+import platform
 import random
 import sys
 import warnings
@@ -45,6 +49,38 @@ def _note_cpu_fallback() -> None:
     if not _cpu_fallback_noted:
         _cpu_fallback_noted = True
         print("note: CUDA is not available: running on the CPU", file=sys.stderr, flush=True)
+
+
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+KEEP_HEAP_ENV = "AASIST_SER_KEEP_HEAP"
+_heap_kept = False
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc's malloc keep freed memory for reuse instead of handing it back to the kernel; True if applied.
+
+    By default glibc serves every allocation over 32 MiB (and, until its threshold adapts, over 128 KiB) with a
+    fresh ``mmap`` and unmaps it on free, so each batch's large activations (AASIST: ~170 MB for batch 8) arrive
+    as new pages that the kernel must fault in and zero on first touch. In a virtual machine that costs more than
+    the arithmetic: on the 2-core development VM, scoring AASIST spent ~20 % of its time in page faults, and the
+    reference implementation ~70 % (bench/aasist_cpu.py prints both). Served from the heap and never trimmed, the
+    pages are faulted in once per process. The price: the process keeps its peak heap until it exits (what a
+    scoring or training run holds anyway). Called by the scripts (``main.py``, ``inference.py``); the library
+    never changes it behind a caller's back. ``AASIST_SER_KEEP_HEAP=0`` in the environment turns it off; on a C
+    library other than glibc it does nothing.
+    """
+    global _heap_kept
+    if _heap_kept:
+        return True
+    if os.environ.get(KEEP_HEAP_ENV, "1") == "0" or platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    # mallopt(int, int) returns 1 on success. No mmap'ed chunks: large blocks come from the heap; the largest trim
+    # threshold (2 GiB of free memory at the heap's top) keeps freed blocks there
+    _heap_kept = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    return _heap_kept
 
 
 def set_seed(seed: int, cudnn_deterministic: bool = True, cudnn_benchmark: bool = False) -> None:

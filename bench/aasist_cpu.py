@@ -1,28 +1,34 @@
-"""CPU scoring throughput of the project's AASIST, optionally against the original clovaai/aasist code.
+"""CPU scoring throughput of the project's AASIST model against the original clovaai/aasist code.
 
-Scoring = eval mode under torch.inference_mode, batches of 8 utterances of 64,600 samples (4.04 s at 16 kHz).
-With ``--reference PATH`` (a checkout of github.com/clovaai/aasist), its ``models/AASIST.py`` is imported by
-file path, loaded with the same weights in this process, timed the same way, and the largest absolute
-difference between the two models' logits is printed. Rounds alternate between the models so that load from
-other processes hits both alike; the best round of each is reported. Both run under the OpenMP wait policy the
-project sets (passive, see antispoof/__init__.py); GOMP_SPINCOUNT=300000 in the environment restores libgomp's
-default spinning, for comparison.
+Scoring = eval mode under torch.inference_mode, batches of ``--batch_size`` utterances of 64,600 samples
+(4.04 s at 16 kHz), the same seeded random batch for every contender. The model alone: no decoding (for files
+to scores, see bench/scoring_cpu.py). With ``--reference PATH`` (a checkout of github.com/clovaai/aasist), its
+``models/AASIST.py`` is loaded with the same weights and timed the same way, in its own process, as the original
+code's users run it and under the project's process settings (see bench/contenders.py); the largest absolute
+difference between the logits is printed.
 
-    python bench/aasist_cpu.py --weights ../shared/weights/AASIST.pth --reference ../ref/aasist
+    python bench/aasist_cpu.py --weights models/weights/AASIST.pth --reference ../ref/aasist --threads 2
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import time
+from functools import partial
 from pathlib import Path
 
-# the package first, as the scripts import it: it sets the OpenMP wait policy before torch loads (both models run
-# under it; see antispoof/__init__.py)
+from contenders import (
+    PROJECT,
+    REFERENCE,
+    REFERENCE_PROJECT_SETTINGS,
+    Contender,
+    Workers,
+    import_file,
+    report_ratios,
+)
+
 # isort: off
-import antispoof  # noqa: F401
+import antispoof  # noqa: F401  (before torch: the OpenMP wait policy)
 import torch
 
 # isort: on
@@ -43,66 +49,61 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--nb_samp", type=int, default=64600)
     parser.add_argument("--batches", type=int, default=3, help="timed batches per round")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per model; the best is reported")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per contender; the best is reported")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     return parser.parse_args(argv)
 
 
-def load_reference_model(checkout: Path, model_config: dict) -> torch.nn.Module:
-    source = checkout / "models" / "AASIST.py"
-    if not source.is_file():
-        raise SystemExit(f"{source}: not found; --reference must be a checkout of clovaai/aasist")
-    spec = importlib.util.spec_from_file_location("reference_aasist", source)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.Model(dict(model_config))
+def build(model_source: str, config: dict, weights: Path, batch_size: int, nb_samp: int, n_batches: int):
+    """In the worker: the model (the project's, or the reference checkout's ``models/AASIST.py``) with the
+    weights, warmed up; returns run(task) -> the logits of the last of ``n_batches`` forward passes."""
+    if model_source == PROJECT:
+        model = models.build_model(config["model_config"])
+    else:
+        module = import_file("reference_aasist", Path(model_source) / "models" / "AASIST.py")
+        model = module.Model(dict(config["model_config"]))
+    models.load_weights(model, models.load_state_dict(weights), what=str(weights)).eval()
+    generator = torch.Generator().manual_seed(0)
+    batch = 0.1 * torch.randn(batch_size, nb_samp, generator=generator)
 
-
-def seconds_per_batch(model: torch.nn.Module, batch: torch.Tensor, n_batches: int) -> float:
-    with torch.inference_mode():
-        started = time.perf_counter()
+    @torch.inference_mode()
+    def run(_task):
         for _ in range(n_batches):
-            model(batch)
-        return (time.perf_counter() - started) / n_batches
+            logits = model(batch)[1]
+        return logits.numpy()
+
+    run(None)  # warm-up: allocator, oneDNN kernels
+    return run
+
+
+def contenders(args: argparse.Namespace, config: dict, weights: Path) -> list[Contender]:
+    shape = (config, weights, args.batch_size, args.nb_samp, args.batches)
+    chosen = [Contender(PROJECT, partial(build, PROJECT, *shape), keep_heap=True)]
+    if args.reference:
+        reference = partial(build, str(Path(args.reference).resolve()), *shape)
+        chosen.append(Contender(REFERENCE, reference, keep_heap=False))
+        chosen.append(Contender(REFERENCE_PROJECT_SETTINGS, reference, keep_heap=True))
+    return chosen
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     config = json.loads(Path(args.config).read_text())
-    weights = Path(args.weights or config["model_path"])
-    state = models.load_state_dict(weights)
-
-    contenders = {"project": models.build_model(config["model_config"])}
-    if args.reference:
-        contenders["reference"] = load_reference_model(Path(args.reference), config["model_config"])
-    for model in contenders.values():
-        models.load_weights(model, state, what=str(weights))
-        model.eval()
-
-    generator = torch.Generator().manual_seed(0)
-    batch = 0.1 * torch.randn(args.batch_size, args.nb_samp, generator=generator)
-    logits = {}
-    with torch.inference_mode():  # warm-up (allocator, oneDNN kernels) and the logits to compare
-        for name, model in contenders.items():
-            logits[name] = model(batch)[1]
-
-    best = dict.fromkeys(contenders, float("inf"))
-    for _ in range(args.rounds):
-        for name, model in contenders.items():
-            best[name] = min(best[name], seconds_per_batch(model, batch, args.batches))
-
-    setting = f"{Path(args.config).name}, {weights.name}, {torch.get_num_threads()} threads"
-    shape = f"batch {args.batch_size} x {args.nb_samp} samples"
+    weights = Path(args.weights or REPO_ROOT / config["model_path"])
+    with Workers(contenders(args, config, weights), args.threads) as workers:
+        best, logits = workers.best(None, args.rounds)
+    threads = workers.threads[PROJECT]
     print(
-        f"AASIST scoring on CPU ({setting}): {shape}, best of {args.rounds} rounds x {args.batches} batches"
+        f"AASIST scoring on CPU ({Path(args.config).name}, {weights.name}, {threads} threads): batch "
+        f"{args.batch_size} x {args.nb_samp} samples, best of {args.rounds} rounds x {args.batches} batches"
     )
-    for name in contenders:
-        print(f"  {name:9s} {args.batch_size / best[name]:7.2f} utterances/s  ({best[name]:.3f} s per batch)")
-    if "reference" in contenders:
-        difference = (logits["project"] - logits["reference"]).abs().max().item()
-        print(f"  speedup   {best['reference'] / best['project']:7.2f}x")
+    for name, seconds in best.items():
+        per_batch = seconds / args.batches
+        print(f"  {name:28s} {args.batch_size / per_batch:7.2f} utterances/s  ({per_batch:.3f} s per batch)")
+    for line in report_ratios(best):
+        print(f"  {line}")
+    if args.reference:
+        difference = float(abs(logits[PROJECT] - logits[REFERENCE]).max())
         print(f"  max |logit difference| {difference:.2e}")
 
 

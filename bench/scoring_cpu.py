@@ -13,8 +13,9 @@ names to the scores, decoding included, with batches of ``--batch_size`` and no 
              windows scoring, so ``windows`` reads each file as its dataset does (soundfile), cuts the same
              windows, and runs them through its model in batches of ``--batch_size`` windows, mean per file
 
-Rounds alternate between the contenders so that load from other processes hits both alike; the best round of
-each is reported, with the ratio and the largest logit difference between the two.
+Each contender runs in its own process, the reference twice: as its users run it and under the project's process
+settings (see bench/contenders.py). Rounds alternate between them so that load from other processes hits all
+alike; the best round of each is reported, with the ratios and the largest logit difference.
 
     python bench/scoring_cpu.py --reference ../ref/aasist --threads 2
 """
@@ -22,20 +23,25 @@ each is reported, with the ratio and the largest logit difference between the tw
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import tempfile
-import time
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from contenders import (
+    PROJECT,
+    REFERENCE,
+    REFERENCE_PROJECT_SETTINGS,
+    Contender,
+    Workers,
+    import_file,
+    report_ratios,
+)
 
-# the package first, as the scripts import it: it sets the OpenMP wait policy before torch loads (both contenders
-# run under it; see antispoof/__init__.py)
 # isort: off
-import antispoof  # noqa: F401
+import antispoof  # noqa: F401  (before torch: the OpenMP wait policy)
 import torch
 
 # isort: on
@@ -63,15 +69,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=2, help="rounds per contender; the best is reported")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     return parser.parse_args(argv)
-
-
-def import_file(name: str, path: Path):
-    if not path.is_file():
-        raise SystemExit(f"{path}: not found; --reference must be a checkout of clovaai/aasist")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def write_files(folder: Path, n_files: int, min_seconds: float, max_seconds: float) -> list[Path]:
@@ -121,55 +118,61 @@ def reference_windows(model, data_utils, nb_samp: int, paths: list[Path], batch_
     return (sums / np.bincount(owners, minlength=len(paths))[:, None]).astype(np.float32)
 
 
-def best_times(contenders: dict, rounds: int) -> tuple[dict, dict]:
-    """Best wall time of each contender over alternating rounds, and each one's output."""
-    best, outputs = dict.fromkeys(contenders, float("inf")), {}
-    for _ in range(rounds):
-        for name, run in contenders.items():
-            started = time.perf_counter()
-            outputs[name] = run()
-            best[name] = min(best[name], time.perf_counter() - started)
-    return best, outputs
+def build(source: str, config: dict, weights: Path, paths: list[Path], batch_size: int):
+    """In the worker: the project's scoring loop or the reference's (``source``: its checkout) with the weights,
+    warmed up; returns run(mode) -> logits per file."""
+    nb_samp = 64600
+    if source == PROJECT:
+        model = models.build_model(config["model_config"])
+    else:
+        model = import_file("reference_aasist", Path(source) / "models" / "AASIST.py").Model(
+            dict(config["model_config"])
+        )
+    models.load_weights(model, models.load_state_dict(weights), what=str(weights)).eval()
+    with torch.inference_mode():  # warm-up: allocator, oneDNN kernels
+        model(0.1 * torch.randn(batch_size, nb_samp))
+    if source == PROJECT:
+        return lambda mode: predict_logits(
+            model, paths, nb_samp=nb_samp, batch_size=batch_size, scoring=mode, progress=False
+        )
+    data_utils = import_file("reference_data_utils", Path(source) / "data_utils.py")
+    return lambda mode: (
+        reference_first(model, data_utils, paths, batch_size)
+        if mode == "first"
+        else reference_windows(model, data_utils, nb_samp, paths, batch_size)
+    )
+
+
+def contenders(args: argparse.Namespace, paths: list[Path]) -> tuple[list[Contender], Path]:
+    config = json.loads(Path(args.config).read_text())
+    weights = Path(args.weights or REPO_ROOT / config["model_path"])
+    shared = (config, weights, paths, args.batch_size)
+    reference = partial(build, str(Path(args.reference).resolve()), *shared)
+    chosen = [
+        Contender(PROJECT, partial(build, PROJECT, *shared), keep_heap=True),
+        Contender(REFERENCE, reference, keep_heap=False),
+        Contender(REFERENCE_PROJECT_SETTINGS, reference, keep_heap=True),
+    ]
+    return chosen, weights
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    config = json.loads(Path(args.config).read_text())
-    weights = Path(args.weights or REPO_ROOT / config["model_path"])
-    state = models.load_state_dict(weights)
-    project = models.load_weights(models.build_model(config["model_config"]), state).eval()
-    checkout = Path(args.reference)
-    reference_model = import_file("reference_aasist", checkout / "models" / "AASIST.py").Model(
-        dict(config["model_config"])
-    )
-    reference = models.load_weights(reference_model, state).eval()
-    data_utils = import_file("reference_data_utils", checkout / "data_utils.py")
     nb_samp, bs = 64600, args.batch_size
-    with torch.inference_mode():  # warm-up: allocator, oneDNN kernels
-        for model in (project, reference):
-            model(0.1 * torch.randn(bs, nb_samp))
-
     with tempfile.TemporaryDirectory() as folder:
         paths = write_files(Path(folder), args.files, args.min_seconds, args.max_seconds)
         seconds = sum(sf.info(str(p)).duration for p in paths)
         n_windows = sum(len(window_starts(sf.info(str(p)).frames, nb_samp, nb_samp)) for p in paths)
-        threads = torch.get_num_threads()
-        print(
-            f"AASIST scoring on CPU ({weights.name}, {threads} threads, batch {bs}): {len(paths)} files, "
-            f"{seconds:.0f} s of audio ({n_windows} windows of {nb_samp} samples), best of {args.rounds} rounds"
-        )
-        for mode in args.modes:
-            if mode == "first":
-                run_reference = partial(reference_first, reference, data_utils, paths, bs)
-            else:
-                run_reference = partial(reference_windows, reference, data_utils, nb_samp, paths, bs)
-            run_project = partial(
-                predict_logits, project, paths, nb_samp=nb_samp, batch_size=bs, scoring=mode, progress=False
+        chosen, weights = contenders(args, paths)
+        with Workers(chosen, args.threads) as workers:
+            print(
+                f"AASIST scoring on CPU ({weights.name}, {workers.threads[PROJECT]} threads, batch {bs}): "
+                f"{len(paths)} files, {seconds:.0f} s of audio ({n_windows} windows of {nb_samp} samples), "
+                f"best of {args.rounds} rounds"
             )
-            best, outputs = best_times({"project": run_project, "reference": run_reference}, args.rounds)
-            report(mode, best, outputs, len(paths), len(paths) if mode == "first" else n_windows)
+            for mode in args.modes:
+                best, outputs = workers.best(mode, args.rounds)
+                report(mode, best, outputs, len(paths), len(paths) if mode == "first" else n_windows)
 
 
 def report(mode: str, best: dict, outputs: dict, n_files: int, n_units: int) -> None:
@@ -178,9 +181,10 @@ def report(mode: str, best: dict, outputs: dict, n_files: int, n_units: int) -> 
     print(f"  {mode}:")
     for name, seconds in best.items():
         print(
-            f"    {name:9s} {n_units / seconds:6.2f} {unit}/s  {n_files / seconds:6.2f} files/s  ({seconds:.1f} s)"
+            f"    {name:28s} {n_units / seconds:6.2f} {unit}/s  {n_files / seconds:6.2f} files/s  ({seconds:.1f} s)"
         )
-    print(f"    speedup   {best['reference'] / best['project']:6.2f}x")
+    for line in report_ratios(best):
+        print(f"    {line}")
     print(f"    max |logit difference| {difference:.2e}")
 
 

@@ -38,11 +38,11 @@ from torch import Tensor, nn
 
 from models.options import NB_SAMP_OPTION, Option, aasist_filts, integer, list_of, number, read_options
 
-# Elements per intermediate tensor in the chunked CPU path (8 MB of float32), chosen by measurement on a 2-core
-# machine: larger chunks spill out of the caches (1 << 22 is 15% slower), smaller ones multiply the number of
-# operations, each a parallel region that costs up to a scheduler time slice when other processes compete for
-# the cores.
-CHUNK_ELEMENTS = 1 << 21
+# Elements per intermediate tensor in the chunked CPU path (4 MB of float32), chosen by measurement on a 2-core
+# machine with the heap kept (antispoof.runtime.keep_freed_memory): 1 << 19 and 1 << 20 tie on a quiet machine, 1 << 21 is ~8 %
+# and 1 << 17 ~20 % slower; smaller chunks multiply the number of operations, each a parallel region that costs
+# up to a scheduler time slice when other processes compete for the cores, so the larger of the two is kept.
+CHUNK_ELEMENTS = 1 << 20
 SELU_ALPHA = 1.6732632423543772848170429916717  # torch.nn.SELU's constants
 SELU_SCALE = 1.0507009873554804934193349852946
 
@@ -281,11 +281,16 @@ class ResidualBlock(nn.Module):
         out_channels = conv2_weight.size(0)
         out = x.new_empty(batch, n_out, n_bands, out_channels)  # memory of (B, C, n_out, bands) channels-last
         frames_per_chunk = max(1, CHUNK_ELEMENTS // (max(batch, 1) * out_channels * (n_bands + 1) * pool))
+        # one scratch tensor for the activation's negative part, reused by every chunk (a fresh one per chunk
+        # would cost more than the arithmetic it holds)
+        scratch = x.new_empty(batch, pool * frames_per_chunk + 2, n_bands + 1, out_channels)
+        scratch = scratch.permute(0, 3, 1, 2)  # (B, C, frames, bands + 1) channels-last, as conv1's output
         for first in range(0, n_out, frames_per_chunk):
             last = min(n_out, first + frames_per_chunk)
             lo, hi = pool * first - 2, pool * last + 2  # input frames this chunk reads
             segment = _frame_range(x, lo, hi)
-            hidden = _shifted_elu_(self._conv1(segment, conv1_weight, conv1_bias))  # frames [lo + 1, hi - 1)
+            hidden = self._conv1(segment, conv1_weight, conv1_bias)  # frames [lo + 1, hi - 1)
+            _shifted_elu_(hidden, scratch[:, :, : hidden.size(2)])
             # conv2 pads with zeros (not with SELU(BN(conv1(0)))), i.e. with alpha in the shifted activation
             if lo + 1 < 0:
                 hidden[:, :, : -(lo + 1)] = SELU_ALPHA
@@ -328,13 +333,14 @@ class ResidualBlock(nn.Module):
         res.permute(0, 2, 3, 1).view(-1, res.size(1)).addmm_(columns, weight.reshape(weight.size(0), -1).t())
 
 
-def _shifted_elu_(x: Tensor) -> Tensor:
-    """In place: ELU(x, alpha) + alpha = max(x, 0) + alpha * exp(min(x, 0)), alpha being SELU's.
+def _shifted_elu_(x: Tensor, scratch: Tensor) -> Tensor:
+    """In place: ELU(x, alpha) + alpha = max(x, 0) + alpha * exp(min(x, 0)), alpha being SELU's; ``scratch``
+    (x's shape) holds the negative part.
 
     Twice as fast as ``F.elu_`` on CPU (it evaluates expm1, which is ~3x slower than exp); the caller absorbs
     the constant shift and SELU's scale into the next convolution.
     """
-    negative_part = torch.clamp_max(x, 0).exp_()
+    negative_part = torch.clamp_max(x, 0, out=scratch).exp_()
     return x.clamp_min_(0).add_(negative_part, alpha=SELU_ALPHA)
 
 
