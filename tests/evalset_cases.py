@@ -102,13 +102,17 @@ EMOTIONS = ("Angry", "Happy", "Neutral", "Sad")
 
 
 def write_emospoof_tts(root: Path, seed: int = 3) -> Path:
-    """``<System>/<speaker>/<emotion>/`` spoofs of two speakers, and ESD (with a speaker and an emotion that
-    have no spoofs, which the reader leaves out)."""
+    """``<System>/<speaker>/<emotion>/`` spoofs of two speakers (wav, CosyVoice's flac), and ESD (with a speaker
+    and an emotion that have no spoofs, which the reader leaves out). The DSES shape is this reader's assumption:
+    EmoSpoof-TTS's archive layout is not published."""
     rng = np.random.default_rng(seed)
     for system in ("StyleTTS2", "F5-TTS", "CosyVoice"):
         for speaker in ("0012", "0014"):
             for emotion in EMOTIONS:
-                _audio(root / system / speaker / emotion / f"{speaker}_{emotion}_{system}_0.wav", rng, True)
+                suffix = ".flac" if system == "CosyVoice" else ".wav"
+                _audio(
+                    root / system / speaker / emotion / f"{speaker}_{emotion}_{system}_0{suffix}", rng, True
+                )
     for speaker in ("0012", "0014", "0019"):
         for emotion in EMOTIONS + ("Surprise",):
             _audio(root / "ESD" / speaker / emotion / f"{speaker}_{emotion}_esd_0.wav", rng, False)

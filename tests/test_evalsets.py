@@ -25,6 +25,7 @@ from antispoof.protocols import ProtocolError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "asvspoof2021_la"
 EMOFAKE_LABEL = Path("English", "test", "label.txt")
+SYSTEMS = ("StyleTTS2", "F5-TTS", "CosyVoice")
 
 
 def test_la2021_reader_keeps_the_eval_subset_with_codec_transmission_and_attack(tmp_path):
@@ -118,6 +119,7 @@ def test_emofake_chinese_part_below_an_emofake_folder_with_bonafide_spoof_labels
             ":14: label 'fake'",
         ),
         ("EmoSpoofTTS", lambda root: shutil.rmtree(root / "ESD"), "ESD bona fide"),
+        ("EmoSpoofTTS", lambda root: [shutil.rmtree(root / s) for s in SYSTEMS], "no EmoSpoof-TTS spoofs"),
         ("EmoFake", lambda root: shutil.rmtree(root / "English" / "test"), "no EmoFake English test folder"),
         ("EmoFake", lambda root: (root / EMOFAKE_LABEL).unlink(), "label.txt: protocol file not found"),
         (

@@ -29,7 +29,18 @@ def read_dses(root: Path) -> EvalSet:
 
 
 def read_emospoof_tts(root: Path) -> EvalSet:
-    """EmoSpoof-TTS spoofs with the ESD bona fide of the same speakers and emotions."""
+    """EmoSpoof-TTS spoofs with the ESD bona fide of the same speakers and emotions.
+
+    Confirmed (https://emospoof-tts.github.io/Dataset and arXiv 2505.23962): 36,000 spoofs of 10 ESD speakers
+    (5 male, 5 female; ESD's English speakers are 0011-0020; the page's samples are 0012, 0014, 0018) in Angry,
+    Happy, Sad and Neutral by StyleTTS2, F5-TTS and CosyVoice, with ESD as the bona fide; the set itself is
+    spoof-only (its Hugging Face copy SpeechAntiSpoofingBenchmarks/EmoSpoofTTS is parquet and scored as
+    spoof-only by the Speech Anti-Spoofing Arena). ASSUMED, not confirmed: the Zenodo archive's folder layout
+    and file names; neither the project page nor the paper nor any stored copy of the record lists them, so
+    this reader expects the DSES shape ``PATH/<System>/<speaker>/<emotion>/**/*.wav|flac`` and ESD (or a link
+    to it) at ``PATH/ESD``. Only ESD speakers and emotions that have spoofs are kept, so bona fide and spoof are
+    paired.
+    """
     require_dir(root / BONAFIDE_SYSTEM_DIR, "ESD bona fide (link or copy ESD to PATH/ESD)")
     trials, _ = scan_dses(root)
     spoofs = [t for t in trials if t.key == "spoof"]
