@@ -1,5 +1,5 @@
 """Miniature eval-set layouts written by tests: ASVspoof 2021 LA and DF (keys in the eval-package layout, flac
-audio), In-the-Wild (meta.csv + wav), EmoSpoof-TTS (+ ESD) and EmoFake, with generated audio."""
+audio), In-the-Wild (meta.csv + wav), EmoSpoof-TTS (+ ESD) and EmoFake (label.txt + wav/), with generated audio."""
 
 from __future__ import annotations
 
@@ -102,27 +102,46 @@ EMOTIONS = ("Angry", "Happy", "Neutral", "Sad")
 
 
 def write_emospoof_tts(root: Path, seed: int = 3) -> Path:
-    """``<System>/<speaker>/<emotion>/`` spoofs of two speakers, and ESD (with a speaker and an emotion that
-    have no spoofs, which the reader leaves out)."""
+    """``<System>/<speaker>/<emotion>/`` spoofs of two speakers (wav, CosyVoice's flac), and ESD (with a speaker
+    and an emotion that have no spoofs, which the reader leaves out). The DSES shape is this reader's assumption:
+    EmoSpoof-TTS's archive layout is not published."""
     rng = np.random.default_rng(seed)
     for system in ("StyleTTS2", "F5-TTS", "CosyVoice"):
         for speaker in ("0012", "0014"):
             for emotion in EMOTIONS:
-                _audio(root / system / speaker / emotion / f"{speaker}_{emotion}_{system}_0.wav", rng, True)
+                suffix = ".flac" if system == "CosyVoice" else ".wav"
+                _audio(
+                    root / system / speaker / emotion / f"{speaker}_{emotion}_{system}_0{suffix}", rng, True
+                )
     for speaker in ("0012", "0014", "0019"):
         for emotion in EMOTIONS + ("Surprise",):
             _audio(root / "ESD" / speaker / emotion / f"{speaker}_{emotion}_esd_0.wav", rng, False)
     return root
 
 
-def write_emofake(root: Path, seed: int = 4) -> Path:
-    """``EN/`` with a label file ``FILE MODEL LABEL`` and the audio below it."""
+# Real-format EmoFake names (English test speakers 0014, 0018): ESD bona fide <speaker>_<Emotion>_<utt> and
+# conversions S<k>_<Source>2<Target>_<speaker>_<utt>; one name without ".wav", as GADE's reader allows
+EMOFAKE_LINES = (
+    ("0014_Angry_000355.wav", False),
+    ("S6_Sad2Surprise_0014_001236.wav", True),
+    ("0014_Neutral_000002.wav", False),
+    ("S7_Sad2Angry_0014_001055.wav", True),
+    ("0018_Surprise_001539.wav", False),
+    ("S4_Sad2Happy_0018_001345.wav", True),
+    ("S6_Sad2Neutral_0014_001398", True),
+    ("0018_Sad_001100.wav", False),
+)
+
+
+def write_emofake(
+    root: Path, seed: int = 4, language: str = "English", labels=("genuine", "fake"), top: str = ""
+) -> Path:
+    """``[top/]<language>/test/label.txt`` (``NAME LABEL``) and the audio in ``<language>/test/wav/``."""
     rng = np.random.default_rng(seed)
+    split = root / top / language / "test"
     lines = []
-    for i in range(10):
-        fake = i % 2 == 1
-        name = f"00{11 + i % 2}_{i:06d}.wav"
-        lines.append(f"{name} {'S' + str(1 + i % 3) if fake else '-'} {'fake' if fake else 'real'}")
-        _audio(root / "EN" / "test" / name, rng, fake)
-    (root / "EN" / "test" / "label.txt").write_text("\n".join(lines) + "\n")
+    for name, fake in EMOFAKE_LINES:
+        lines.append(f"{name} {labels[fake]}")
+        _audio(split / "wav" / f"{name.removesuffix('.wav')}.wav", rng, fake)
+    (split / "label.txt").write_text("\n".join(lines) + "\n")
     return root

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from evalset_cases import (
+    EMOFAKE_LINES,
     la2021_lines,
     write_df2021,
     write_emofake,
@@ -23,6 +24,8 @@ from antispoof.metrics import ASVScores, compute_min_tdcf2021, tdcf2021_coeffici
 from antispoof.protocols import ProtocolError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "asvspoof2021_la"
+EMOFAKE_LABEL = Path("English", "test", "label.txt")
+SYSTEMS = ("StyleTTS2", "F5-TTS", "CosyVoice")
 
 
 def test_la2021_reader_keeps_the_eval_subset_with_codec_transmission_and_attack(tmp_path):
@@ -71,11 +74,34 @@ def test_emospoof_tts_pairs_spoofs_with_esd_of_the_same_speakers_and_emotions(tm
     assert {t.system for t in evalset.trials if t.key == "spoof"} == {"StyleTTS2", "F5-TTS", "CosyVoice"}
 
 
-def test_emofake_reads_the_label_file_and_the_conversion_model(tmp_path):
-    evalset = read_eval_set("EmoFake", write_emofake(tmp_path))
-    assert len(evalset.trials) == 10
-    assert {t.system for t in evalset.trials if t.key == "spoof"} == {"S1", "S2", "S3"}
-    assert all(t.extra["language"] == "EN" for t in evalset.trials)
+def test_emofake_reads_label_txt_with_speaker_emotion_and_conversion_model_from_the_names(tmp_path):
+    root = write_emofake(tmp_path)
+    evalset = read_eval_set("EmoFake", root)
+    assert [t.utt_id for t in evalset.trials] == [
+        n.removesuffix(".wav") for n, _ in EMOFAKE_LINES
+    ]  # in order
+    assert [t.key for t in evalset.trials] == ["spoof" if fake else "bonafide" for _, fake in EMOFAKE_LINES]
+    rows = [(t.speaker, t.system, t.emotion, t.extra["source_emotion"]) for t in evalset.trials[:4]]
+    assert rows == [
+        ("0014", "-", "angry", "-"),
+        ("0014", "S6", "surprise", "sad"),  # a conversion's emotion is its target emotion
+        ("0014", "-", "neutral", "-"),
+        ("0014", "S7", "angry", "sad"),
+    ]
+    assert evalset.trials[6].path == root / "English" / "test" / "wav" / "S6_Sad2Neutral_0014_001398.wav"
+    assert {t.speaker for t in evalset.trials} == {"0014", "0018"}
+    assert all(t.extra["language"] == "English" for t in evalset.trials)
+    assert evalset.attributes == ("emotion", "system") and evalset.reference_group == "neutral"
+    assert set(trial_table(evalset).column("system")) == {"-", "S4", "S6", "S7"}
+
+
+def test_emofake_chinese_part_below_an_emofake_folder_with_bonafide_spoof_labels(tmp_path):
+    root = write_emofake(tmp_path, language="Chinese", labels=("bonafide", "spoof"), top="EmoFake")
+    evalset = read_eval_set("EmoFake_CH", root)
+    assert len(evalset.trials) == len(EMOFAKE_LINES) and evalset.trials[1].key == "spoof"
+    assert evalset.trials[0].path == root / "EmoFake" / "Chinese" / "test" / "wav" / "0014_Angry_000355.wav"
+    with pytest.raises(ProtocolError, match="no EmoFake English test folder"):
+        read_eval_set("EmoFake", root)  # the English part is not there
 
 
 @pytest.mark.parametrize(
@@ -93,6 +119,34 @@ def test_emofake_reads_the_label_file_and_the_conversion_model(tmp_path):
             ":14: label 'fake'",
         ),
         ("EmoSpoofTTS", lambda root: shutil.rmtree(root / "ESD"), "ESD bona fide"),
+        ("EmoSpoofTTS", lambda root: [shutil.rmtree(root / s) for s in SYSTEMS], "no EmoSpoof-TTS spoofs"),
+        ("EmoFake", lambda root: shutil.rmtree(root / "English" / "test"), "no EmoFake English test folder"),
+        ("EmoFake", lambda root: (root / EMOFAKE_LABEL).unlink(), "label.txt: protocol file not found"),
+        (
+            "EmoFake",
+            lambda root: _append(root / EMOFAKE_LABEL, "0014_Sad_001101.wav\n"),
+            "label.txt:9: expected 2",
+        ),
+        (
+            "EmoFake",
+            lambda root: _append(root / EMOFAKE_LABEL, "0014_Sad_001101.wav maybe\n"),
+            ":9: label 'maybe'",
+        ),
+        (
+            "EmoFake",
+            lambda root: _append(root / EMOFAKE_LABEL, "0014_Sad_001101.wav genuine\n"),
+            "label.txt:9: audio file",
+        ),
+        (
+            "EmoFake",
+            lambda root: _append(root / EMOFAKE_LABEL, "S3_Neutral2Sad_0014_000101.wav genuine\n"),
+            "label.txt:9: a genuine file's name 'S3_Neutral2Sad_0014_000101' is not <speaker>_<Emotion>_<utt>",
+        ),
+        (
+            "EmoFake",
+            lambda root: _append(root / EMOFAKE_LABEL, "0014_000101.wav fake\n"),
+            "label.txt:9: a fake file's name '0014_000101' is not S<k>_<Source>2<Target>_<speaker>_<utt>",
+        ),
         ("DF21", lambda root: shutil.rmtree(root / "ASVspoof2021_DF_eval"), "ASVspoof2021_DF_eval/flac"),
     ],
 )
@@ -101,6 +155,7 @@ def test_a_broken_layout_is_one_line_naming_the_file(tmp_path, name, breaker, me
         "LA21": write_la2021,
         "ITW": write_in_the_wild,
         "EmoSpoofTTS": write_emospoof_tts,
+        "EmoFake": write_emofake,
         "DF21": write_df2021,
     }
     root = writers[name](tmp_path)

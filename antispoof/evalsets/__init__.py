@@ -72,20 +72,20 @@ READERS = {
         Reader(
             "EmoFake",
             read_emofake,
-            "EmoFake English: emotional voice conversion of ESD",
+            "EmoFake English test split: ESD bona fide and its emotional voice conversions by 7 models (S1-S7)",
+            "see Zenodo 10443769 (EmoFake.tar.gz, 8.8 GB with both parts)",
             "see Zenodo 10443769",
-            "see Zenodo 10443769",
-            "Zenodo 10443769",
-            "EER per conversion model",
+            "Zenodo 10443769; PATH holds English/test/label.txt and English/test/wav/",
+            "EER per emotion (target emotion for conversions), conversion model",
         ),
         Reader(
             "EmoFake_CH",
-            lambda root: read_emofake(root, "CH"),
-            "EmoFake Chinese part",
+            lambda root: read_emofake(root, "Chinese"),
+            "EmoFake Chinese test split",
             "see Zenodo 10443769",
             "see Zenodo 10443769",
-            "Zenodo 10443769",
-            "EER per conversion model",
+            "Zenodo 10443769; PATH holds Chinese/test/label.txt and Chinese/test/wav/",
+            "EER per emotion, conversion model",
         ),
     )
 }

@@ -82,7 +82,9 @@ DOWNLOADS = {
             ),
             page="https://zenodo.org/records/4835108",
         ),
+        # the record's file names are not published outside Zenodo; its API lists them (and their MD5s) at run time
         SetDownload("EmoSpoofTTS", "15557842", page="https://zenodo.org/records/15557842"),
+        # one archive, EmoFake.tar.gz, 8.8 GB (cyaaronk/audio_deepfake_eval datasets/download_datasets.sh, README.md)
         SetDownload("EmoFake", "10443769", page="https://zenodo.org/records/10443769"),
         SetDownload(
             "ITW",
