@@ -62,7 +62,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--weights", help="state dict to load (default: the config's model_path)")
     parser.add_argument("--reference", required=True, help="checkout of clovaai/aasist")
     parser.add_argument("--modes", nargs="+", default=["first", "windows"], choices=["first", "windows"])
-    parser.add_argument("--files", type=int, default=32)
+    parser.add_argument("--files", type=int, default=96)
     parser.add_argument("--min_seconds", type=float, default=2.0)
     parser.add_argument("--max_seconds", type=float, default=12.0)
     parser.add_argument("--batch_size", type=int, default=8)

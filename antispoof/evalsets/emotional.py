@@ -77,8 +77,9 @@ def read_emofake(root: Path, language: str = "English", split: str = "test") -> 
     github.com/zy511361103/GADE config/AASIST.conf) with the audio in ``<split>/wav/<name>.wav`` (the
     ``original_path`` column of huggingface.co/datasets/DeepFense/EmoFake); label lines ``NAME LABEL``, NAME with
     or without ``.wav``, LABEL genuine or bonafide for bona fide, anything else fake (GADE data_utils.py
-    genSpoof_list, which reads EmoFake and ADD label files alike); names ``<speaker>_<Emotion>_<utt>`` for ESD bona fide and ``S<k>_<Source>2<Target>_<speaker>
-    _<utt>`` for conversions by model S<k> (GADE data_utils.py and evaluate.py parse them so; the English test
+    genSpoof_list, which reads EmoFake and ADD label files alike); names ``<speaker>_<Emotion>_<utt>`` for ESD
+    bona fide and ``S<k>_<Source>2<Target>_<speaker>_<utt>`` for conversions by model S<k> (GADE data_utils.py
+    and evaluate.py parse them so; the English test
     names in github.com/cyaaronk/audio_deepfake_eval eer_files_600/.../keys/emofake.txt and the card of
     huggingface.co/datasets/SpeechAntiSpoofingBenchmarks/EmoFake_test). PATH is the unpacked folder holding
     ``English/`` or one that holds ``EmoFake/English/``. ASSUMED: that the fake label is spelled fake or spoof
