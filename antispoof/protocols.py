@@ -138,33 +138,7 @@ def scan_dses(root: str | os.PathLike) -> tuple[list[Trial], DSESScanReport]:
             if system_dir.suffix.lower() not in METADATA_SUFFIXES:
                 report.unexpected.append(system_dir.name)
             continue
-        system = system_dir.name
-        key = "bonafide" if system.upper() == BONAFIDE_SYSTEM_DIR else "spoof"
-        for speaker_dir in sorted(p for p in system_dir.iterdir() if not p.name.startswith(".")):
-            if not speaker_dir.is_dir():
-                if speaker_dir.suffix.lower() not in METADATA_SUFFIXES:  # e.g. a system's manifest.csv
-                    report.unexpected.append(str(speaker_dir.relative_to(root)))
-                continue
-            for emotion_dir in sorted(p for p in speaker_dir.iterdir() if not p.name.startswith(".")):
-                emotion = normalize_emotion(emotion_dir.name) if emotion_dir.is_dir() else None
-                if emotion is None:
-                    report.unexpected.append(str(emotion_dir.relative_to(root)))
-                    continue
-                for path in sorted(emotion_dir.rglob("*")):
-                    if path.suffix.lower() not in AUDIO_EXTENSIONS or not path.is_file():
-                        continue
-                    trials.append(
-                        Trial(
-                            utt_id=path.relative_to(root).with_suffix("").as_posix(),
-                            speaker=speaker_dir.name,
-                            system="-" if key == "bonafide" else system,
-                            key=key,
-                            path=path,
-                            emotion=emotion,
-                        )
-                    )
-                    report.systems[system] += 1
-                    report.emotions[emotion] += 1
+        trials += scan_dses_system(root, system_dir, report)
     if not trials:
         raise ProtocolError(f"{root}: no audio found in the DSES layout <System>/<speaker>/<emotion>/<file>")
     if not any(t.key == "bonafide" for t in trials):
@@ -172,6 +146,39 @@ def scan_dses(root: str | os.PathLike) -> tuple[list[Trial], DSESScanReport]:
             f"{root}: no bona fide audio (expected a folder {BONAFIDE_SYSTEM_DIR}/<speaker>/<emotion>/)"
         )
     return trials, report
+
+
+def scan_dses_system(root: Path, system_dir: Path, report: DSESScanReport) -> list[Trial]:
+    """One top-level folder of a DSES root, ``<System>/<speaker>/<emotion>/**/audio`` (``ESD``: bona fide)."""
+    system = system_dir.name
+    key = "bonafide" if system.upper() == BONAFIDE_SYSTEM_DIR else "spoof"
+    trials: list[Trial] = []
+    for speaker_dir in sorted(p for p in system_dir.iterdir() if not p.name.startswith(".")):
+        if not speaker_dir.is_dir():
+            if speaker_dir.suffix.lower() not in METADATA_SUFFIXES:  # e.g. a system's manifest.csv
+                report.unexpected.append(str(speaker_dir.relative_to(root)))
+            continue
+        for emotion_dir in sorted(p for p in speaker_dir.iterdir() if not p.name.startswith(".")):
+            emotion = normalize_emotion(emotion_dir.name) if emotion_dir.is_dir() else None
+            if emotion is None:
+                report.unexpected.append(str(emotion_dir.relative_to(root)))
+                continue
+            for path in sorted(emotion_dir.rglob("*")):
+                if path.suffix.lower() not in AUDIO_EXTENSIONS or not path.is_file():
+                    continue
+                trials.append(
+                    Trial(
+                        utt_id=path.relative_to(root).with_suffix("").as_posix(),
+                        speaker=speaker_dir.name,
+                        system="-" if key == "bonafide" else system,
+                        key=key,
+                        path=path,
+                        emotion=emotion,
+                    )
+                )
+                report.systems[system] += 1
+                report.emotions[emotion] += 1
+    return trials
 
 
 DSES_PROTOCOL_FIELDS = ("utt_id", "speaker", "emotion", "system", "key", "path")
