@@ -14,9 +14,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from antispoof.audio import AUDIO_EXTENSIONS
 from antispoof.emotions import normalize_emotion
 from antispoof.evalsets.base import EvalSet, first_existing, protocol_lines, require_dir, split_line
-from antispoof.protocols import BONAFIDE_SYSTEM_DIR, ProtocolError, Trial, scan_dses
+from antispoof.protocols import (
+    BONAFIDE_SYSTEM_DIR,
+    DSESScanReport,
+    ProtocolError,
+    Trial,
+    scan_dses,
+    scan_dses_system,
+)
 
 
 def read_dses(root: Path) -> EvalSet:
@@ -36,25 +44,141 @@ def read_emospoof_tts(root: Path) -> EvalSet:
     Happy, Sad and Neutral by StyleTTS2, F5-TTS and CosyVoice, with ESD as the bona fide; the set itself is
     spoof-only (its Hugging Face copy SpeechAntiSpoofingBenchmarks/EmoSpoofTTS is parquet and scored as
     spoof-only by the Speech Anti-Spoofing Arena). ASSUMED, not confirmed: the Zenodo archive's folder layout
-    and file names; neither the project page nor the paper nor any stored copy of the record lists them, so
-    this reader expects the DSES shape ``PATH/<System>/<speaker>/<emotion>/**/*.wav|flac`` and ESD (or a link
-    to it) at ``PATH/ESD``. Only ESD speakers and emotions that have spoofs are kept, so bona fide and spoof are
-    paired.
+    and file names; neither the project page nor the paper nor any stored copy of the record lists them. A hint
+    only: third-party scores (github.com/affectdf33-data/codes AffectDF_Trained_scores/AASIST/EmoSpoofTTS.txt)
+    pair ESD ``0014_000001.wav`` with spoofs ``0014_000001t1.wav``, utterance numbers 1-1400 (ESD's Neutral,
+    Angry, Happy, Sad blocks) and no system in the name.
+
+    So each spoof's attributes are inferred from its path below PATH (every audio file outside ``PATH/ESD``):
+    each folder name, the file name without extension, and their pieces split at ``_``, ``-``, blanks and dots
+    are the parts tested:
+
+    * system: a part that, lower-cased without punctuation, starts with ``styletts``, ``f5tts`` or
+      ``cosyvoice`` or is ``f5`` (StyleTTS-2, F5TTS, cosyvoice2, ...), reported as StyleTTS2, F5-TTS, CosyVoice;
+      if none, the folder directly under PATH with its own name, unless that is a speaker, an emotion,
+      ``EmoSpoof*`` or ``wav(s)``/``audio``/``flac`` (so the DSES shape ``PATH/<System>/<speaker>/<emotion>/``
+      keeps working for any system name);
+    * speaker: a part that is exactly one of 0011-0020;
+    * emotion: a part that is an emotion word (:func:`antispoof.emotions.normalize_emotion`); if none, the ESD
+      utterance number of a file-name token ``NNNNNN`` (optionally followed by letters, as ``000001t1``).
+
+    ESD numbers each speaker's utterances in emotion blocks of 350, 1-350 Neutral, 351-700 Angry, 701-1050
+    Happy, 1051-1400 Sad, 1401-1750 Surprise: confirmed on the 3,600 EmoFake test names (bona fide
+    ``<speaker>_<Emotion>_<utt>`` and conversion sources) in github.com/cyaaronk/audio_deepfake_eval
+    eer_files_600/conformer-based-classifier-for-anti-spoofing/keys/emofake.txt, all inside their blocks. A
+    part naming two different systems, speakers or emotions counts as not inferred. Every spoof must yield all
+    three, else one error line names an example and the count. Bona fide is ESD (or a link to it) at
+    ``PATH/ESD/<speaker>/<emotion>/``; only ESD speakers and emotions that have spoofs are kept, so bona fide
+    and spoof are paired.
     """
     require_dir(root / BONAFIDE_SYSTEM_DIR, "ESD bona fide (link or copy ESD to PATH/ESD)")
-    trials, _ = scan_dses(root)
-    spoofs = [t for t in trials if t.key == "spoof"]
-    if not spoofs:
-        raise ProtocolError(
-            f"{root}: no EmoSpoof-TTS spoofs (expected <System>/<speaker>/<emotion>/ folders)"
-        )
+    spoofs = _emospoof_spoofs(root)
     pairs = {(t.speaker, t.emotion) for t in spoofs}
-    bonafide = [t for t in trials if t.key == "bonafide" and (t.speaker, t.emotion) in pairs]
+    esd = scan_dses_system(root, root / BONAFIDE_SYSTEM_DIR, DSESScanReport())
+    bonafide = [t for t in esd if (t.speaker, t.emotion) in pairs]
     if not bonafide:
         raise ProtocolError(
             f"{root / BONAFIDE_SYSTEM_DIR}: no ESD audio of the spoofed speakers and emotions"
         )
     return EvalSet("EmoSpoofTTS", bonafide + spoofs, ("emotion", "system"), reference_group="neutral")
+
+
+EMOSPOOF_SYSTEMS = (("styletts", "StyleTTS2"), ("f5tts", "F5-TTS"), ("cosyvoice", "CosyVoice"))
+EMOSPOOF_SPEAKERS = {f"{n:04d}" for n in range(11, 21)}
+ESD_UTTERANCE = re.compile(r"(\d{6})[A-Za-z]*\d*")
+AUDIO_FOLDERS = {"wav", "wavs", "audio", "flac"}  # never taken for a system's name
+ESD_BLOCKS = ("neutral", "angry", "happy", "sad", "surprise")  # 350 utterances each, numbered from 1
+
+
+def _emospoof_spoofs(root: Path) -> list[Trial]:
+    """Every audio file below ``root`` outside ESD, with its inferred attributes; one line if any lacks one."""
+    paths = _spoof_paths(root)
+    if not paths:
+        raise ProtocolError(
+            f"{root}: no EmoSpoof-TTS spoofs (expected audio outside ESD/, e.g. <System>/<speaker>/<emotion>/)"
+        )
+    found = [_emospoof_attributes(path.relative_to(root)) for path in paths]
+    failed = [
+        (path, [k for k, v in f.items() if v is None]) for path, f in zip(paths, found) if None in f.values()
+    ]
+    if failed:
+        path, missing = failed[0]
+        raise ProtocolError(
+            f"{root}: cannot infer the {', '.join(missing)} of {len(failed)} of {len(paths)} spoof files, e.g. "
+            f"{path.relative_to(root).as_posix()} (expected StyleTTS2/F5-TTS/CosyVoice, a speaker 0011-0020 and "
+            "an emotion word or ESD utterance number in its folder or file names)"
+        )
+    return [
+        Trial(
+            p.relative_to(root).with_suffix("").as_posix(),
+            f["speaker"],
+            f["system"],
+            "spoof",
+            p,
+            f["emotion"],
+        )
+        for p, f in zip(paths, found)
+    ]
+
+
+def _spoof_paths(root: Path) -> list[Path]:
+    """The audio files below ``root`` outside ESD and hidden entries, sorted."""
+    tops = [p for p in root.iterdir() if not p.name.startswith(".") and p.name.upper() != BONAFIDE_SYSTEM_DIR]
+    paths = (path for top in tops for path in ([top] if top.is_file() else top.rglob("*")))
+    return sorted(
+        path
+        for path in paths
+        if path.suffix.lower() in AUDIO_EXTENSIONS
+        and not any(part.startswith(".") for part in path.relative_to(root).parts)
+        and path.is_file()
+    )
+
+
+def _tokens(name: str) -> list[str]:
+    """A folder or file name and its pieces split at ``_``, ``-``, blanks and dots."""
+    return [name] + [t for t in re.split(r"[_\-\s.]+", name) if t and t != name]
+
+
+def _emospoof_attributes(relative: Path) -> dict[str, str | None]:
+    """system, speaker and emotion of one spoof from its path relative to PATH (None where not inferred)."""
+    stem = _tokens(relative.stem)
+    parts = [t for folder in relative.parts[:-1] for t in _tokens(folder)] + stem
+    speaker = _only({p for p in parts if p in EMOSPOOF_SPEAKERS})
+    emotion = _only({normalize_emotion(p) for p in parts} - {None})
+    if emotion is None and not any(normalize_emotion(p) for p in parts):
+        emotion = _only({_esd_block(t) for t in stem} - {None})
+    system = _only({_system(p) for p in parts} - {None})
+    if system is None and not any(_system(p) for p in parts):
+        system = _folder_system(relative)
+    return {"system": system, "speaker": speaker, "emotion": emotion}
+
+
+def _only(values: set) -> str | None:
+    return next(iter(values)) if len(values) == 1 else None
+
+
+def _system(part: str) -> str | None:
+    name = re.sub(r"[^a-z0-9]", "", part.lower())
+    if name == "f5":
+        return "F5-TTS"
+    return next((system for prefix, system in EMOSPOOF_SYSTEMS if name.startswith(prefix)), None)
+
+
+def _esd_block(token: str) -> str | None:
+    match = ESD_UTTERANCE.fullmatch(token)
+    number = int(match[1]) if match else 0
+    return ESD_BLOCKS[(number - 1) // 350] if 1 <= number <= 350 * len(ESD_BLOCKS) else None
+
+
+def _folder_system(relative: Path) -> str | None:
+    """The folder directly under PATH as the system, unless it names a speaker, an emotion, the set itself or
+    just audio (``wavs``)."""
+    if len(relative.parts) < 2:
+        return None
+    top = relative.parts[0]
+    name = re.sub(r"[^a-z0-9]", "", top.lower())
+    named = top in EMOSPOOF_SPEAKERS or normalize_emotion(top) or "emospoof" in name or name in AUDIO_FOLDERS
+    return None if named else top
 
 
 EMOFAKE_LABELS = {
