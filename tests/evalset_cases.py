@@ -99,23 +99,35 @@ def write_in_the_wild(root: Path, seed: int = 2, n: int = 12) -> Path:
 
 
 EMOTIONS = ("Angry", "Happy", "Neutral", "Sad")
+# ESD numbers each speaker's utterances in blocks of 350 per emotion (first number of each block)
+ESD_FIRST = {"Neutral": 1, "Angry": 351, "Happy": 701, "Sad": 1051, "Surprise": 1401}
+EMOSPOOF_SYSTEMS = ("StyleTTS2", "F5-TTS", "CosyVoice")
+# Spoof paths of EmoSpoof-TTS's candidate archive layouts (the real one is not published), from system, speaker,
+# emotion and ESD utterance number; "dses" is this reader's first assumption (CosyVoice's spoofs in flac)
+EMOSPOOF_LAYOUTS = {
+    "dses": lambda sys, spk, emo, utt: (
+        f"{sys}/{spk}/{emo}/{spk}_{emo}_{sys}_0" + (".flac" if sys == "CosyVoice" else ".wav")
+    ),
+    "flat": lambda sys, spk, emo, utt: f"{sys.lower()}/{spk}_{utt}_{emo}.wav",
+    "speaker_first": lambda sys, spk, emo, utt: f"{spk}/{emo}/{sys.replace('-', '')}/{spk}_{utt}.wav",
+    "names": lambda sys, spk, emo, utt: f"wavs/{sys.replace('-', '')}_{spk}_{emo}_{utt}.wav",
+    "esd_ids": lambda sys, spk, emo, utt: f"{sys}/{spk}_{utt}t1.wav",
+}
 
 
-def write_emospoof_tts(root: Path, seed: int = 3) -> Path:
-    """``<System>/<speaker>/<emotion>/`` spoofs of two speakers (wav, CosyVoice's flac), and ESD (with a speaker
-    and an emotion that have no spoofs, which the reader leaves out). The DSES shape is this reader's assumption:
-    EmoSpoof-TTS's archive layout is not published."""
+def write_emospoof_tts(root: Path, seed: int = 3, layout: str = "dses") -> Path:
+    """Spoofs of two speakers by the three systems in the four emotions at :data:`EMOSPOOF_LAYOUTS` ``[layout]``,
+    and ESD (with a speaker and an emotion that have no spoofs, which the reader leaves out)."""
     rng = np.random.default_rng(seed)
-    for system in ("StyleTTS2", "F5-TTS", "CosyVoice"):
+    for system in EMOSPOOF_SYSTEMS:
         for speaker in ("0012", "0014"):
             for emotion in EMOTIONS:
-                suffix = ".flac" if system == "CosyVoice" else ".wav"
-                _audio(
-                    root / system / speaker / emotion / f"{speaker}_{emotion}_{system}_0{suffix}", rng, True
-                )
+                utt = f"{ESD_FIRST[emotion] + 7:06d}"
+                _audio(root / EMOSPOOF_LAYOUTS[layout](system, speaker, emotion, utt), rng, True, 0.2)
     for speaker in ("0012", "0014", "0019"):
         for emotion in EMOTIONS + ("Surprise",):
-            _audio(root / "ESD" / speaker / emotion / f"{speaker}_{emotion}_esd_0.wav", rng, False)
+            utt = f"{ESD_FIRST[emotion] + 7:06d}"
+            _audio(root / "ESD" / speaker / emotion / "test" / f"{speaker}_{utt}.wav", rng, False, 0.2)
     return root
 
 

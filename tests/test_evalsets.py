@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from evalset_cases import (
     EMOFAKE_LINES,
+    EMOSPOOF_LAYOUTS,
     la2021_lines,
     write_df2021,
     write_emofake,
@@ -26,6 +27,7 @@ from antispoof.protocols import ProtocolError
 FIXTURE = Path(__file__).parent / "fixtures" / "asvspoof2021_la"
 EMOFAKE_LABEL = Path("English", "test", "label.txt")
 SYSTEMS = ("StyleTTS2", "F5-TTS", "CosyVoice")
+EMOTIONS = ("Angry", "Happy", "Neutral", "Sad")
 
 
 def test_la2021_reader_keeps_the_eval_subset_with_codec_transmission_and_attack(tmp_path):
@@ -72,6 +74,65 @@ def test_emospoof_tts_pairs_spoofs_with_esd_of_the_same_speakers_and_emotions(tm
     assert {t.speaker for t in bonafide} == {"0012", "0014"}  # 0019 has no spoofs
     assert {t.emotion for t in bonafide} == {"angry", "happy", "neutral", "sad"}  # no surprise spoofs
     assert {t.system for t in evalset.trials if t.key == "spoof"} == {"StyleTTS2", "F5-TTS", "CosyVoice"}
+
+
+@pytest.mark.parametrize("layout", sorted(EMOSPOOF_LAYOUTS))
+def test_emospoof_tts_infers_system_speaker_and_emotion_from_any_folder_and_file_names(tmp_path, layout):
+    root = write_emospoof_tts(tmp_path, layout=layout)
+    evalset = read_eval_set("EmoSpoofTTS", root)
+    spoofs = [t for t in evalset.trials if t.key == "spoof"]
+    bonafide = [t for t in evalset.trials if t.key == "bonafide"]
+    expected = {(sys, spk, emo.lower()) for sys in SYSTEMS for spk in ("0012", "0014") for emo in EMOTIONS}
+    assert {(t.system, t.speaker, t.emotion) for t in spoofs} == expected and len(spoofs) == 24
+    assert {(t.speaker, t.emotion) for t in bonafide} == {
+        (s, e) for _, s, e in expected
+    }  # 0019, surprise out
+    assert all(t.system == "-" and t.path.parent.name == "test" for t in bonafide)
+    assert {t.utt_id for t in spoofs} == {
+        p.relative_to(root).with_suffix("").as_posix() for p in _spoof_files(root)
+    }
+    assert len({t.utt_id for t in evalset.trials}) == 32
+
+
+def _spoof_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*.*") if p.is_file() and p.relative_to(root).parts[0] != "ESD"]
+
+
+def test_emospoof_tts_a_top_folder_of_another_name_is_the_system(tmp_path):
+    root = write_emospoof_tts(tmp_path)
+    (root / "Zonos" / "0014" / "Sad").mkdir(parents=True)
+    shutil.copy(next(iter(_spoof_files(root))), root / "Zonos" / "0014" / "Sad" / "0014_Sad_0.wav")
+    spoofs = [t for t in read_eval_set("EmoSpoofTTS", root).trials if t.key == "spoof"]
+    assert {t.system for t in spoofs} == {
+        *SYSTEMS,
+        "Zonos",
+    }  # a system named in the path wins over the folder
+    assert [(t.speaker, t.emotion) for t in spoofs if t.system == "Zonos"] == [("0014", "sad")]
+
+
+@pytest.mark.parametrize(
+    "layout, stray, missing",
+    [
+        ("names", "wavs/0014_000008.wav", "system"),  # "wavs" is never a system
+        ("esd_ids", "F5-TTS/extra/0014_009999t1.wav", "emotion"),  # no ESD utterance number
+        ("flat", "styletts2/0014_0012_000008.wav", "speaker"),  # two speakers
+        ("speaker_first", "0012/Angry/Happy/f5tts/0012_000008.wav", "emotion"),  # two emotions
+        ("dses", "notes/readme.wav", "speaker, emotion"),
+    ],
+)
+def test_emospoof_tts_a_file_whose_attributes_cannot_be_inferred_is_one_line(
+    tmp_path, layout, stray, missing
+):
+    root = write_emospoof_tts(tmp_path, layout=layout)
+    (root / stray).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(next(iter(_spoof_files(root))), root / stray)
+    with pytest.raises(ProtocolError) as info:
+        read_eval_set("EmoSpoofTTS", root)
+    message = str(info.value)
+    assert (
+        f"cannot infer the {missing} of 1 of 25 spoof files, e.g. {stray} (" in message
+        and "\n" not in message
+    )
 
 
 def test_emofake_reads_label_txt_with_speaker_emotion_and_conversion_model_from_the_names(tmp_path):
