@@ -60,13 +60,13 @@ def read_emospoof_tts(root: Path) -> EvalSet:
       keeps working for any system name);
     * speaker: a part that is exactly one of 0011-0020;
     * emotion: a part that is an emotion word (:func:`antispoof.emotions.normalize_emotion`); if none, the ESD
-      utterance number of a file-name token ``NNNNNN`` (optionally followed by letters, as ``000001t1``).
+      utterance number of a file-name piece ``NNNNNN`` (letters and digits may follow, as ``000001t1``).
 
     ESD numbers each speaker's utterances in emotion blocks of 350, 1-350 Neutral, 351-700 Angry, 701-1050
-    Happy, 1051-1400 Sad, 1401-1750 Surprise: confirmed on the 3,600 EmoFake test names (bona fide
-    ``<speaker>_<Emotion>_<utt>`` and conversion sources) in github.com/cyaaronk/audio_deepfake_eval
+    Happy, 1051-1400 Sad, 1401-1750 Surprise: confirmed on the 3,600 EmoFake test names of speakers 0014 and 0018
+    (bona fide ``<speaker>_<Emotion>_<utt>`` and conversion sources) in github.com/cyaaronk/audio_deepfake_eval
     eer_files_600/conformer-based-classifier-for-anti-spoofing/keys/emofake.txt, all inside their blocks. A
-    part naming two different systems, speakers or emotions counts as not inferred. Every spoof must yield all
+    path naming two different systems, speakers or emotions counts as not inferred. Every spoof must yield all
     three, else one error line names an example and the count. Bona fide is ESD (or a link to it) at
     ``PATH/ESD/<speaker>/<emotion>/``; only ESD speakers and emotions that have spoofs are kept, so bona fide
     and spoof are paired.
