@@ -45,10 +45,6 @@ from models.options import NB_SAMP_OPTION, Option, aasist_filts, integer, list_o
 CHUNK_ELEMENTS = 1 << 20
 SELU_ALPHA = 1.6732632423543772848170429916717  # torch.nn.SELU's constants
 SELU_SCALE = 1.0507009873554804934193349852946
-LOG2_E = 1.4426950408889634073599246810019  # exp(u) = exp2(u log2(e))
-PADDED_ACTIVATION = (
-    LOG2_E * SELU_ALPHA
-)  # the chunked path's activation where SELU is 0 (conv2's zero padding)
 
 
 def _fast_path_applies(module: nn.Module, x: Tensor) -> bool:
@@ -270,7 +266,15 @@ class ResidualBlock(nn.Module):
         [P p - 1, P q + 1) and inputs at [P p - 2, P q + 2); positions outside the signal are the
         convolutions' zero padding.
         """
-        conv1_weight, conv1_bias, conv2_weight, conv2_bias = self._chunked_weights()
+        conv1_weight, conv1_bias = _fold_batchnorm(self.conv1, self.bn2)
+        conv1_weight = conv1_weight.transpose(2, 3).contiguous(memory_format=torch.channels_last)
+        # conv1's activation is computed as ELU(u) + alpha = SELU(u) / scale + alpha (see _shifted_elu_);
+        # conv2 takes the scale into its weights and the shift into its bias, and the shortcut's bias joins it
+        conv2_weight = self.conv2.weight * SELU_SCALE
+        conv2_bias = self.conv2.bias - SELU_ALPHA * conv2_weight.sum(dim=(1, 2, 3))
+        if self.conv_downsample is not None:
+            conv2_bias = conv2_bias + self.conv_downsample.bias
+        conv2_weight = conv2_weight.transpose(2, 3).contiguous(memory_format=torch.channels_last)
         batch, _, n_in, n_bands = x.shape
         pool = self.pool_size[1] if self.pool_size is not None else 1
         n_out = n_in // pool
@@ -286,13 +290,12 @@ class ResidualBlock(nn.Module):
             lo, hi = pool * first - 2, pool * last + 2  # input frames this chunk reads
             segment = _frame_range(x, lo, hi)
             hidden = self._conv1(segment, conv1_weight, conv1_bias)  # frames [lo + 1, hi - 1)
-            _scaled_shifted_elu_(hidden, scratch[:, :, : hidden.size(2)])
-            # conv2 pads with zeros (not with SELU(BN(conv1(0)))): SELU = 0 is log2(e) alpha in the activation's
-            # scaled, shifted form
+            _shifted_elu_(hidden, scratch[:, :, : hidden.size(2)])
+            # conv2 pads with zeros (not with SELU(BN(conv1(0)))), i.e. with alpha in the shifted activation
             if lo + 1 < 0:
-                hidden[:, :, : -(lo + 1)] = PADDED_ACTIVATION
+                hidden[:, :, : -(lo + 1)] = SELU_ALPHA
             if hi - 1 > n_in:
-                hidden[:, :, n_in - (hi - 1) :] = PADDED_ACTIVATION
+                hidden[:, :, n_in - (hi - 1) :] = SELU_ALPHA
             res = F.conv2d(hidden, conv2_weight, conv2_bias)  # frames [lo + 2, hi - 2) = [P p, P q)
             self._add_shortcut_(res, segment)
             res = res.permute(0, 2, 3, 1)  # (B, frames, bands, C), contiguous
@@ -301,23 +304,6 @@ class ResidualBlock(nn.Module):
             else:
                 out[:, first:last] = res
         return out.permute(0, 3, 1, 2)
-
-    def _chunked_weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """conv1 and conv2 as the chunked path applies them, transposed to its layout, channels-last.
-
-        conv1 has BN folded in and is scaled by log2(e): its output is u log2(e) for BN(conv1(x)) = u, and the
-        activation computes log2(e) (ELU(u) + alpha) = log2(e) (SELU(u) / scale + alpha) with exp2 (see
-        _scaled_shifted_elu_). conv2 takes scale / log2(e) into its weights and the shift into its bias, and the
-        shortcut's bias joins it.
-        """
-        conv1_weight, conv1_bias = _fold_batchnorm(self.conv1, self.bn2)
-        conv1_weight = (conv1_weight * LOG2_E).transpose(2, 3).contiguous(memory_format=torch.channels_last)
-        conv2_weight = self.conv2.weight * SELU_SCALE
-        conv2_bias = self.conv2.bias - SELU_ALPHA * conv2_weight.sum(dim=(1, 2, 3))
-        if self.conv_downsample is not None:
-            conv2_bias = conv2_bias + self.conv_downsample.bias
-        conv2_weight = (conv2_weight / LOG2_E).transpose(2, 3).contiguous(memory_format=torch.channels_last)
-        return conv1_weight, conv1_bias * LOG2_E, conv2_weight, conv2_bias
 
     def _conv1(self, segment: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
         """The BN-folded conv1 over a chunk (frames not padded, bands padded by one), channels-last."""
@@ -347,16 +333,15 @@ class ResidualBlock(nn.Module):
         res.permute(0, 2, 3, 1).view(-1, res.size(1)).addmm_(columns, weight.reshape(weight.size(0), -1).t())
 
 
-def _scaled_shifted_elu_(x: Tensor, scratch: Tensor) -> Tensor:
-    """In place, for x = u log2(e): log2(e) (ELU(u, alpha) + alpha) = max(x, 0) + log2(e) alpha exp2(min(x, 0)),
-    alpha being SELU's; ``scratch`` (x's shape) holds the negative part.
+def _shifted_elu_(x: Tensor, scratch: Tensor) -> Tensor:
+    """In place: ELU(x, alpha) + alpha = max(x, 0) + alpha * exp(min(x, 0)), alpha being SELU's; ``scratch``
+    (x's shape) holds the negative part.
 
-    ~3x faster than ``F.elu_`` on CPU: ELU's expm1 is ~3x slower than exp, and ATen's exp2 is twice as fast as
-    its exp on AVX-512 (measured on the 2-core machine); the caller takes the scale log2(e), the shift and SELU's
-    scale into the two convolutions around it.
+    Twice as fast as ``F.elu_`` on CPU (it evaluates expm1, which is ~3x slower than exp); the caller absorbs
+    the constant shift and SELU's scale into the next convolution.
     """
-    negative_part = torch.clamp_max(x, 0, out=scratch).exp2_()
-    return x.clamp_min_(0).add_(negative_part, alpha=LOG2_E * SELU_ALPHA)
+    negative_part = torch.clamp_max(x, 0, out=scratch).exp_()
+    return x.clamp_min_(0).add_(negative_part, alpha=SELU_ALPHA)
 
 
 def _frame_range(x: Tensor, lo: int, hi: int) -> Tensor:
