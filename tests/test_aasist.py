@@ -85,6 +85,24 @@ def test_fast_path_equals_plain_path_at_chunk_edges(n_samples, monkeypatch):
     torch.testing.assert_close(fast_logits, plain_logits, rtol=1e-4, atol=1e-4)
 
 
+def test_fast_path_logits_do_not_depend_on_the_thread_count():
+    """Scores are bit-identical however many threads compute them (a torchrun rank runs one thread, a single
+    process several, and their score files must agree exactly). ATen's exp2, for one, is not: its vector and
+    scalar code paths differ in the last bit, and where a thread's range starts decides which an element takes."""
+    model = randomised_model()
+    waveform = torch.randn(1, 64600, generator=torch.Generator().manual_seed(3)) * 0.1
+    threads = torch.get_num_threads()
+    logits = []
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            with torch.inference_mode():
+                logits.append(model(waveform)[1])
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(logits[0], logits[1]) and torch.equal(logits[0], logits[2])
+
+
 def test_encoder_without_pooling_fast_equals_plain():
     """The SSL_Anti-spoofing variant of the encoder (no pooling in the blocks), as AASIST_WAV2VEC uses it."""
     torch.manual_seed(1)
