@@ -35,6 +35,7 @@ from antispoof.metrics import (  # noqa: F401  (re-exported)
     ASVSPOOF2019_TDCF_COST_MODEL,
     DEFAULT_BOOTSTRAP_RESAMPLES,
     DEFAULT_BOOTSTRAP_SEED,
+    DEFAULT_PERMUTATIONS,
     ASVScores,
     asv_error_rates,
     bootstrap_ci,
@@ -68,7 +69,8 @@ PROG = "evaluation.py"
 USAGE = """
   evaluation.py --cm_scores S [--asv_scores A] [--protocol P] [--json]
   evaluation.py --cm_scores S [S ...] --metadata M.tsv [--group_by COLUMNS] [--threshold T | --threshold_from DEV]
-                [--reference_group G] [--calibration FILE | --calibrate_on DEV] [--n_bootstrap N] [--json]
+                [--reference_group G] [--calibration FILE | --calibrate_on DEV] [--n_bootstrap N]
+                [--n_permutations N] [--json]
   evaluation.py --calibrate_on DEV --save_calibration FILE
   evaluation.py --compare EXP_DIR [EXP_DIR ...] --out DIR [--threshold T]"""
 EXIT_BAD_INPUT = 1
@@ -120,7 +122,13 @@ BREAKDOWN_OPTIONS = (
         "speaker-bootstrap resamples (0: no CIs or p-values; default %(default)s)",
         {"type": int, "default": DEFAULT_BOOTSTRAP_RESAMPLES},
     ),
-    ("--seed", "bootstrap seed", {"type": int, "default": DEFAULT_BOOTSTRAP_SEED}),
+    (
+        "--n_permutations",
+        "random speaker-swap patterns for the p-values when a comparison has more than 12 speakers (fewer: all "
+        "patterns; 0: no p-values; default %(default)s)",
+        {"type": int, "default": DEFAULT_PERMUTATIONS},
+    ),
+    ("--seed", "bootstrap and permutation seed", {"type": int, "default": DEFAULT_BOOTSTRAP_SEED}),
 )
 ONE_OR_PER_RUN = "(one, or one per --cm_scores)"
 EXCLUSIVE_OPTIONS = (  # pairs of options that exclude each other
@@ -198,8 +206,9 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
             parser.error(f"--{flag}: give one file or one per --cm_scores ({n_scores})")
     if args.save_calibration and len(args.calibrate_on or []) != 1:
         parser.error("--save_calibration needs exactly one --calibrate_on file")
-    if args.n_bootstrap < 0:
-        parser.error("--n_bootstrap must be >= 0")
+    for flag in ("n_bootstrap", "n_permutations"):
+        if getattr(args, flag) < 0:
+            parser.error(f"--{flag} must be >= 0")
 
 
 def _asvspoof2019(args: argparse.Namespace) -> int:
@@ -250,10 +259,14 @@ def _runs(args: argparse.Namespace, table: TrialTable) -> tuple[list[ScoredRun],
     return runs, "; ".join(dict.fromkeys(sources)), calibration_source
 
 
+def breakdown_settings(args: argparse.Namespace) -> BreakdownSettings:
+    return BreakdownSettings(n_bootstrap=args.n_bootstrap, n_permutations=args.n_permutations, seed=args.seed)
+
+
 def _breakdown(args: argparse.Namespace) -> int:
     table = read_metadata(args.metadata)
     runs, threshold_source, calibration_source = _runs(args, table)
-    settings = BreakdownSettings(n_bootstrap=args.n_bootstrap, seed=args.seed)
+    settings = breakdown_settings(args)
     group_by = [spec.strip() for spec in args.group_by.split(",") if spec.strip()]
     result = breakdown(table, runs, group_by, args.reference_group, settings)
     result.update(
@@ -274,7 +287,7 @@ def _calibrate_only(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from antispoof.compare import compare_experiments
 
-    settings = BreakdownSettings(n_bootstrap=args.n_bootstrap, seed=args.seed)
+    settings = breakdown_settings(args)
     compare_experiments(
         args.compare,
         args.out,

@@ -320,3 +320,17 @@ def test_cli_usage_errors_exit_2(args, message, capsys):
     with pytest.raises(SystemExit) as info:
         ev.main(args)
     assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_cli_n_permutations_sets_the_random_swaps_and_zero_turns_p_values_off(dses_files, capsys):
+    f = dses_files
+    common = ["--cm_scores", f["scores"][0], "--metadata", f["metadata"], "--n_bootstrap", "50"]
+    tested = breakdown_json(capsys, *common, "--n_permutations", "200")
+    assert tested["settings"]["n_permutations"] == 200
+    assert tested["groups"]["emotion"]["sad"]["vs_reference"]["p_bonafide_rejection"] is not None
+    untested = breakdown_json(capsys, *common, "--n_permutations", "0")
+    assert untested["settings"]["n_permutations"] == 0
+    assert untested["groups"]["emotion"]["sad"]["vs_reference"]["p_bonafide_rejection"] is None
+    with pytest.raises(SystemExit) as refused:
+        ev.main([*map(str, common), "--n_permutations", "-1"])
+    assert refused.value.code == 2 and "--n_permutations must be >= 0" in capsys.readouterr().err
