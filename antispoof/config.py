@@ -92,6 +92,9 @@ class ExperimentConfig:
     rawboost: dict | None = None
     optim_config: OptimConfig | None = None
     dses_bootstrap: int = 1000
+    # during training, DSES is scored after every N-th epoch for its EER history (0: only once, after training);
+    # DSES can be as large as LA dev, so N > 1 saves that much scoring per skipped epoch
+    dses_every_epochs: int = 1
     # main.py --eval on named evaluation sets, in this order: {"LA21": "/data/ASVspoof2021", ...} (see README)
     eval_sets: dict[str, str] | None = None
     # trials per score shard of an eval set: a killed scoring resumes at the first shard not yet written
@@ -138,7 +141,15 @@ POSITIVE = (
     "base_lr",
     "scoring_hop",
 )
-NON_NEGATIVE = ("num_workers", "dses_bootstrap", "swa_epochs", "lr_min", "weight_decay", "max_grad_norm")
+NON_NEGATIVE = (
+    "num_workers",
+    "dses_bootstrap",
+    "dses_every_epochs",
+    "swa_epochs",
+    "lr_min",
+    "weight_decay",
+    "max_grad_norm",
+)
 
 
 def _drop_none(obj):

@@ -56,6 +56,7 @@ def test_train_writes_the_experiment_folder(trained):
         "metrics.json",
         "dev_scores_epoch000.txt",
         "dev_scores.txt",
+        "dses/dses_scores_epoch000.txt",  # dses_every_epochs 1 (the default): DSES after every epoch
         "dses/dses_protocol.tsv",
         "dses/dses_scores.txt",
         "dses/dses_report.md",
@@ -85,6 +86,27 @@ def test_train_writes_the_experiment_folder(trained):
     evaluation.check_scores_against_protocol(scores, protocol, exp / "eval_scores.txt")
     assert list(scores.utt_ids) == [row[1] for row in protocol]
     assert list((exp / "dses" / "det").glob("*.png"))
+
+
+def test_dses_every_epochs_scores_dses_only_after_every_nth_epoch(trained, tmp_path, capsys):
+    config = json.loads(trained["config"].read_text())
+    config.update(num_epochs=3, dses_every_epochs=2)
+    (tmp_path / "every2.conf").write_text(json.dumps(config))
+    args = [
+        "--config",
+        str(tmp_path / "every2.conf"),
+        "--output_dir",
+        str(tmp_path / "exp"),
+        "--device",
+        "cpu",
+    ]
+    assert main_cli.main(args) == 0
+    (exp,) = (tmp_path / "exp").iterdir()
+    per_epoch = sorted(p.name for p in (exp / "dses").glob("dses_scores_epoch*.txt"))
+    assert per_epoch == ["dses_scores_epoch001.txt"]  # epochs 0, 1, 2: after the 2nd only
+    epoch_lines = [line for line in capsys.readouterr().out.splitlines() if "dev EER" in line]
+    assert sum("DSES EER" in line for line in epoch_lines) == 1
+    assert (exp / "dses" / "dses_scores.txt").is_file()  # the selected model is still scored on DSES
 
 
 def test_eval_and_inference_give_the_same_scores(trained, tmp_path, capsys):

@@ -224,6 +224,11 @@ def evaluate(run: Run, load_model: Callable[[], nn.Module]) -> dict:
     return evaluate_sets(load_model(), run, la, dses)
 
 
+def dses_due(every_epochs: int, epoch: int) -> bool:
+    """Whether DSES is scored after ``epoch`` (0-based; -1 is the averaged model, which is not)."""
+    return epoch >= 0 and every_epochs > 0 and (epoch + 1) % every_epochs == 0
+
+
 def make_validate(run: Run, dev: list[Trial], dses: list[Trial] | None):
     def validate(model, epoch: int) -> Validation:
         tag = f"_epoch{epoch:03d}" if epoch >= 0 else "_averaged"
@@ -231,7 +236,7 @@ def make_validate(run: Run, dev: list[Trial], dses: list[Trial] | None):
         eer, tdcf = dev_result["eer_percent"], dev_result.get("min_tdcf")
         numbers = {"selection": eer, "dev_eer": eer, "dev_tdcf": tdcf}
         line = f"dev EER {eer:.3f} %" + (f"  dev min t-DCF {tdcf:.4f}" if tdcf is not None else "")
-        if dses and epoch >= 0:
+        if dses and dses_due(run.config.dses_every_epochs, epoch):
             numbers.update(dses_epoch_eer(model, dses, run, epoch))
             line += f"  DSES EER {numbers['dses_eer/pooled']:.2f} %"
         return Validation(eer, line, numbers)
