@@ -37,21 +37,21 @@ def _bar_values(analyses: Mapping[str, Mapping], metric: str, short: str) -> dic
     return values
 
 
+def plot_emotion_bars(analyses: Mapping[str, Mapping], key: str, out_path: Path) -> Path:
+    """One ``BAR_METRICS`` chart (``key``: "eer" or "rejection") per emotion, a bar per detector (analysis)."""
+    metric, short, title, ylabel = BAR_METRICS[key]
+    reference = next(iter(analyses.values()))["reference_group"]
+    values = _bar_values(analyses, metric, short)
+    return figures.plot_grouped_bars(
+        values, out_path, title, ylabel, significant_label=f"differs from {reference} (Holm)"
+    )
+
+
 def draw_figures(
     detectors: Mapping[str, Sequence[Experiment]], analyses: Mapping[str, Mapping], out_dir: Path
 ) -> dict[str, Path]:
     """Write the comparison figures into ``out_dir``; returns ``{figure key: path}``."""
-    written = {}
-    reference = next(iter(analyses.values()))["reference_group"]
-    for key, (metric, short, title, ylabel) in BAR_METRICS.items():
-        values = _bar_values(analyses, metric, short)
-        written[key] = figures.plot_grouped_bars(
-            values,
-            out_dir / FIGURES[key],
-            title,
-            ylabel,
-            significant_label=f"differs from {reference} (Holm)",
-        )
+    written = {key: plot_emotion_bars(analyses, key, out_dir / FIGURES[key]) for key in BAR_METRICS}
     scores = {detector: per_group_scores(seeds) for detector, seeds in detectors.items()}
     written["distributions"] = figures.plot_score_distributions(
         scores, out_dir / FIGURES["distributions"], "score − fixed threshold"

@@ -86,6 +86,7 @@ def test_train_writes_the_experiment_folder(trained):
     evaluation.check_scores_against_protocol(scores, protocol, exp / "eval_scores.txt")
     assert list(scores.utt_ids) == [row[1] for row in protocol]
     assert list((exp / "dses" / "det").glob("*.png"))
+    assert (exp / "dses" / "emotion_rejection.png").stat().st_size > 10_000  # the one-glance summary chart
 
 
 def test_dses_every_epochs_scores_dses_only_after_every_nth_epoch(trained, tmp_path, capsys):

@@ -21,6 +21,7 @@ from antispoof.calibration import (
     fit_calibration,
     save_calibration,
 )
+from antispoof.compare_report import plot_emotion_bars
 from antispoof.data import TrainDataset
 from antispoof.experiment import Run
 from antispoof.fileio import write_text_atomically
@@ -136,6 +137,8 @@ def evaluate_dses(
             out_dir / "dses_metrics.json", json.dumps(result, indent=2, default=float) + "\n"
         )
         figures.plot_det(TrialTable.from_trials(trials), scores, out_dir / "det")
+        # the run's answer at a glance: bona fide rejected per emotion at the fixed threshold, CIs, significance
+        plot_emotion_bars({run.out_dir.name: result}, "rejection", out_dir / "emotion_rejection.png")
         return {"breakdown": result, "markdown": markdown}
 
     return run.on_main(report)
