@@ -39,6 +39,7 @@ from pathlib import Path
 
 from antispoof.fileio import link_or_copy, write_text_atomically
 from antispoof.protocols import BONAFIDE_SYSTEM_DIR
+from antispoof.scorefiles import read_asvspoof_protocol
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 DEMO_TEXTS = REPO_DIR / "DSES" / "demo_texts.txt"
@@ -180,7 +181,7 @@ def _check_splits(protocols: dict[str, Path]) -> dict[str, tuple[int, int]]:
     """(bona fide, spoof) trials per split; every split needs both for training, selection and the EER."""
     counts = {}
     for split in ("train", "dev", "eval"):
-        keys = [line.split()[-1] for line in protocols[split].read_text().splitlines() if line.strip()]
+        keys = [entry.key for entry in read_asvspoof_protocol(protocols[split])]
         counts[split] = (keys.count("bonafide"), keys.count("spoof"))
         if not all(counts[split]):
             raise SystemExit(
@@ -192,7 +193,7 @@ def _check_splits(protocols: dict[str, Path]) -> dict[str, tuple[int, int]]:
 
 def _eval_speaker_note(eval_protocol: Path) -> str | None:
     """A warning when the eval split has too few speakers for the speaker bootstrap; None when it has enough."""
-    speakers = {line.split()[0] for line in eval_protocol.read_text().splitlines() if line.strip()}
+    speakers = {entry.speaker for entry in read_asvspoof_protocol(eval_protocol)}
     if len(speakers) >= MIN_EVAL_SPEAKERS:
         return None
     return (

@@ -17,22 +17,13 @@ import json
 from functools import partial
 from pathlib import Path
 
-from contenders import (
-    PROJECT,
-    REFERENCE,
-    REFERENCE_PROJECT_SETTINGS,
-    Contender,
-    Workers,
-    import_file,
-    report_ratios,
-)
+from contenders import PROJECT, REFERENCE, Workers, load_aasist, report_ratios, three_contenders
 
 # isort: off
 import antispoof  # noqa: F401  (before torch: the OpenMP wait policy)
 import torch
 
 # isort: on
-import models
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,15 +45,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def build(model_source: str, config: dict, weights: Path, batch_size: int, nb_samp: int, n_batches: int):
-    """In the worker: the model (the project's, or the reference checkout's ``models/AASIST.py``) with the
-    weights, warmed up; returns run(task) -> the logits of the last of ``n_batches`` forward passes."""
-    if model_source == PROJECT:
-        model = models.build_model(config["model_config"])
-    else:
-        module = import_file("reference_aasist", Path(model_source) / "models" / "AASIST.py")
-        model = module.Model(dict(config["model_config"]))
-    models.load_weights(model, models.load_state_dict(weights), what=str(weights)).eval()
+def build(source: str, config: dict, weights: Path, batch_size: int, nb_samp: int, n_batches: int):
+    """In the worker: the model (``contenders.load_aasist``), warmed up; returns run(task) -> the logits of the
+    last of ``n_batches`` forward passes over one seeded random batch."""
+    model = load_aasist(source, config["model_config"], weights)
     generator = torch.Generator().manual_seed(0)
     batch = 0.1 * torch.randn(batch_size, nb_samp, generator=generator)
 
@@ -76,21 +62,19 @@ def build(model_source: str, config: dict, weights: Path, batch_size: int, nb_sa
     return run
 
 
-def contenders(args: argparse.Namespace, config: dict, weights: Path) -> list[Contender]:
-    shape = (config, weights, args.batch_size, args.nb_samp, args.batches)
-    chosen = [Contender(PROJECT, partial(build, PROJECT, *shape), keep_heap=True)]
-    if args.reference:
-        reference = partial(build, str(Path(args.reference).resolve()), *shape)
-        chosen.append(Contender(REFERENCE, reference, keep_heap=False))
-        chosen.append(Contender(REFERENCE_PROJECT_SETTINGS, reference, keep_heap=True))
-    return chosen
-
-
 def main(argv=None) -> None:
     args = parse_args(argv)
     config = json.loads(Path(args.config).read_text())
     weights = Path(args.weights or REPO_ROOT / config["model_path"])
-    with Workers(contenders(args, config, weights), args.threads) as workers:
+    builder = partial(
+        build,
+        config=config,
+        weights=weights,
+        batch_size=args.batch_size,
+        nb_samp=args.nb_samp,
+        n_batches=args.batches,
+    )
+    with Workers(three_contenders(builder, args.reference), args.threads) as workers:
         best, logits = workers.best(None, args.rounds)
     threads = workers.threads[PROJECT]
     print(

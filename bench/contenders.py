@@ -24,6 +24,7 @@ import multiprocessing
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 # the package first, as the scripts import it: it sets the OpenMP wait policy before torch loads
@@ -32,6 +33,7 @@ import antispoof  # noqa: F401
 import torch
 
 # isort: on
+import models
 from antispoof.runtime import keep_freed_memory
 
 PROJECT = "project"
@@ -54,6 +56,29 @@ def import_file(name: str, path: Path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def three_contenders(build: Callable, reference: str | None) -> list[Contender]:
+    """The project, and with a ``reference`` checkout the reference twice (see the module docstring);
+    ``build(source)`` is the worker-side builder, ``source`` being PROJECT or the checkout's path."""
+    chosen = [Contender(PROJECT, partial(build, PROJECT), keep_heap=True)]
+    if reference:
+        reference_build = partial(build, str(Path(reference).resolve()))
+        chosen.append(Contender(REFERENCE, reference_build, keep_heap=False))
+        chosen.append(Contender(REFERENCE_PROJECT_SETTINGS, reference_build, keep_heap=True))
+    return chosen
+
+
+def load_aasist(source: str, model_config: dict, weights: Path) -> torch.nn.Module:
+    """In a worker: the project's AASIST (``source`` PROJECT) or the reference checkout's ``models/AASIST.py``,
+    with ``weights`` loaded strictly, in eval mode."""
+    if source == PROJECT:
+        model = models.build_model(model_config)
+    else:
+        model = import_file("reference_aasist", Path(source) / "models" / "AASIST.py").Model(
+            dict(model_config)
+        )
+    return models.load_weights(model, models.load_state_dict(weights), what=str(weights)).eval()
 
 
 def _serve(connection, contender: Contender, threads: int) -> None:

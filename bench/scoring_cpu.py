@@ -30,22 +30,13 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from contenders import (
-    PROJECT,
-    REFERENCE,
-    REFERENCE_PROJECT_SETTINGS,
-    Contender,
-    Workers,
-    import_file,
-    report_ratios,
-)
+from contenders import PROJECT, Workers, import_file, load_aasist, report_ratios, three_contenders
 
 # isort: off
 import antispoof  # noqa: F401  (before torch: the OpenMP wait policy)
 import torch
 
 # isort: on
-import models
 from antispoof.data import window_starts
 from antispoof.scoring import predict_logits
 
@@ -122,13 +113,7 @@ def build(source: str, config: dict, weights: Path, paths: list[Path], batch_siz
     """In the worker: the project's scoring loop or the reference's (``source``: its checkout) with the weights,
     warmed up; returns run(mode) -> logits per file."""
     nb_samp = 64600
-    if source == PROJECT:
-        model = models.build_model(config["model_config"])
-    else:
-        model = import_file("reference_aasist", Path(source) / "models" / "AASIST.py").Model(
-            dict(config["model_config"])
-        )
-    models.load_weights(model, models.load_state_dict(weights), what=str(weights)).eval()
+    model = load_aasist(source, config["model_config"], weights)
     with torch.inference_mode():  # warm-up: allocator, oneDNN kernels
         model(0.1 * torch.randn(batch_size, nb_samp))
     if source == PROJECT:
@@ -143,19 +128,6 @@ def build(source: str, config: dict, weights: Path, paths: list[Path], batch_siz
     )
 
 
-def contenders(args: argparse.Namespace, paths: list[Path]) -> tuple[list[Contender], Path]:
-    config = json.loads(Path(args.config).read_text())
-    weights = Path(args.weights or REPO_ROOT / config["model_path"])
-    shared = (config, weights, paths, args.batch_size)
-    reference = partial(build, str(Path(args.reference).resolve()), *shared)
-    chosen = [
-        Contender(PROJECT, partial(build, PROJECT, *shared), keep_heap=True),
-        Contender(REFERENCE, reference, keep_heap=False),
-        Contender(REFERENCE_PROJECT_SETTINGS, reference, keep_heap=True),
-    ]
-    return chosen, weights
-
-
 def main(argv=None) -> None:
     args = parse_args(argv)
     nb_samp, bs = 64600, args.batch_size
@@ -163,8 +135,10 @@ def main(argv=None) -> None:
         paths = write_files(Path(folder), args.files, args.min_seconds, args.max_seconds)
         seconds = sum(sf.info(str(p)).duration for p in paths)
         n_windows = sum(len(window_starts(sf.info(str(p)).frames, nb_samp, nb_samp)) for p in paths)
-        chosen, weights = contenders(args, paths)
-        with Workers(chosen, args.threads) as workers:
+        config = json.loads(Path(args.config).read_text())
+        weights = Path(args.weights or REPO_ROOT / config["model_path"])
+        builder = partial(build, config=config, weights=weights, paths=paths, batch_size=bs)
+        with Workers(three_contenders(builder, args.reference), args.threads) as workers:
             print(
                 f"AASIST scoring on CPU ({weights.name}, {workers.threads[PROJECT]} threads, batch {bs}): "
                 f"{len(paths)} files, {seconds:.0f} s of audio ({n_windows} windows of {nb_samp} samples), "

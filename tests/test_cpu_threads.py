@@ -2,6 +2,7 @@
 antispoof/__init__.py), and the heap setting the scripts apply (antispoof.runtime.keep_freed_memory)."""
 
 import os
+import platform
 import subprocess
 import sys
 
@@ -12,14 +13,23 @@ from tests.conftest import REPO_ROOT
 PROBE = "import antispoof, torch; torch.ones(64, 64) @ torch.ones(64, 64)"
 
 
+def run_probe(code: str, env: dict) -> subprocess.CompletedProcess:
+    """``code`` in a fresh Python (process-wide settings take effect at start-up) with ``env`` and the repo."""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 def spin_count(extra_env: dict) -> str:
     """libgomp's spin count as it reports it at start-up (OMP_DISPLAY_ENV); skips where torch has no libgomp."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    env.update(OMP_DISPLAY_ENV="VERBOSE", PYTHONPATH=str(REPO_ROOT), **extra_env)
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_probe(PROBE, {**env, "OMP_DISPLAY_ENV": "VERBOSE", **extra_env})
     lines = [line.strip() for line in result.stderr.splitlines() if line.strip().startswith("GOMP_SPINCOUNT")]
     if not lines:
         pytest.skip("torch does not use GNU OpenMP here (no GOMP_SPINCOUNT in OMP_DISPLAY_ENV)")
@@ -56,18 +66,11 @@ print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 
 def heap_probe(extra_env: dict) -> tuple[str, int]:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **extra_env}
-    result = subprocess.run(
-        [sys.executable, "-c", HEAP_PROBE], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr
-    kept, faults = result.stdout.split()
+    kept, faults = run_probe(HEAP_PROBE, {**os.environ, **extra_env}).stdout.split()
     return kept, int(faults)
 
 
 def test_the_scripts_heap_setting_reuses_freed_memory_instead_of_faulting_in_new_pages():
-    import platform
-
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("keep_freed_memory tunes glibc's malloc; this C library is not glibc")
     kept, kept_faults = heap_probe({})

@@ -11,6 +11,8 @@ import pytest
 from evalset_cases import (
     EMOFAKE_LINES,
     EMOSPOOF_LAYOUTS,
+    EMOSPOOF_SYSTEMS,
+    EMOTIONS,
     la2021_lines,
     write_df2021,
     write_emofake,
@@ -26,8 +28,6 @@ from antispoof.protocols import ProtocolError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "asvspoof2021_la"
 EMOFAKE_LABEL = Path("English", "test", "label.txt")
-SYSTEMS = ("StyleTTS2", "F5-TTS", "CosyVoice")
-EMOTIONS = ("Angry", "Happy", "Neutral", "Sad")
 
 
 def test_la2021_reader_keeps_the_eval_subset_with_codec_transmission_and_attack(tmp_path):
@@ -82,7 +82,9 @@ def test_emospoof_tts_infers_system_speaker_and_emotion_from_any_folder_and_file
     evalset = read_eval_set("EmoSpoofTTS", root)
     spoofs = [t for t in evalset.trials if t.key == "spoof"]
     bonafide = [t for t in evalset.trials if t.key == "bonafide"]
-    expected = {(sys, spk, emo.lower()) for sys in SYSTEMS for spk in ("0012", "0014") for emo in EMOTIONS}
+    expected = {
+        (sys, spk, emo.lower()) for sys in EMOSPOOF_SYSTEMS for spk in ("0012", "0014") for emo in EMOTIONS
+    }
     assert {(t.system, t.speaker, t.emotion) for t in spoofs} == expected and len(spoofs) == 24
     assert {(t.speaker, t.emotion) for t in bonafide} == {
         (s, e) for _, s, e in expected
@@ -104,7 +106,7 @@ def test_emospoof_tts_a_top_folder_of_another_name_is_the_system(tmp_path):
     shutil.copy(next(iter(_spoof_files(root))), root / "Zonos" / "0014" / "Sad" / "0014_Sad_0.wav")
     spoofs = [t for t in read_eval_set("EmoSpoofTTS", root).trials if t.key == "spoof"]
     assert {t.system for t in spoofs} == {
-        *SYSTEMS,
+        *EMOSPOOF_SYSTEMS,
         "Zonos",
     }  # a system named in the path wins over the folder
     assert [(t.speaker, t.emotion) for t in spoofs if t.system == "Zonos"] == [("0014", "sad")]
@@ -165,6 +167,16 @@ def test_emofake_chinese_part_below_an_emofake_folder_with_bonafide_spoof_labels
         read_eval_set("EmoFake", root)  # the English part is not there
 
 
+def _append(path: Path, text: str) -> None:
+    with path.open("a") as handle:
+        handle.write(text)
+
+
+def _label_line(line: str):
+    """A breaker that appends ``line`` to the English EmoFake label.txt."""
+    return lambda root: _append(root / EMOFAKE_LABEL, line)
+
+
 @pytest.mark.parametrize(
     "name, breaker, message",
     [
@@ -180,32 +192,24 @@ def test_emofake_chinese_part_below_an_emofake_folder_with_bonafide_spoof_labels
             ":14: label 'fake'",
         ),
         ("EmoSpoofTTS", lambda root: shutil.rmtree(root / "ESD"), "ESD bona fide"),
-        ("EmoSpoofTTS", lambda root: [shutil.rmtree(root / s) for s in SYSTEMS], "no EmoSpoof-TTS spoofs"),
+        (
+            "EmoSpoofTTS",
+            lambda root: [shutil.rmtree(root / s) for s in EMOSPOOF_SYSTEMS],
+            "no EmoSpoof-TTS spoofs",
+        ),
         ("EmoFake", lambda root: shutil.rmtree(root / "English" / "test"), "no EmoFake English test folder"),
         ("EmoFake", lambda root: (root / EMOFAKE_LABEL).unlink(), "label.txt: protocol file not found"),
+        ("EmoFake", _label_line("0014_Sad_001101.wav\n"), "label.txt:9: expected 2"),
+        ("EmoFake", _label_line("0014_Sad_001101.wav maybe\n"), ":9: label 'maybe'"),
+        ("EmoFake", _label_line("0014_Sad_001101.wav genuine\n"), "label.txt:9: audio file"),
         (
             "EmoFake",
-            lambda root: _append(root / EMOFAKE_LABEL, "0014_Sad_001101.wav\n"),
-            "label.txt:9: expected 2",
-        ),
-        (
-            "EmoFake",
-            lambda root: _append(root / EMOFAKE_LABEL, "0014_Sad_001101.wav maybe\n"),
-            ":9: label 'maybe'",
-        ),
-        (
-            "EmoFake",
-            lambda root: _append(root / EMOFAKE_LABEL, "0014_Sad_001101.wav genuine\n"),
-            "label.txt:9: audio file",
-        ),
-        (
-            "EmoFake",
-            lambda root: _append(root / EMOFAKE_LABEL, "S3_Neutral2Sad_0014_000101.wav genuine\n"),
+            _label_line("S3_Neutral2Sad_0014_000101.wav genuine\n"),
             "label.txt:9: a genuine file's name 'S3_Neutral2Sad_0014_000101' is not <speaker>_<Emotion>_<utt>",
         ),
         (
             "EmoFake",
-            lambda root: _append(root / EMOFAKE_LABEL, "0014_000101.wav fake\n"),
+            _label_line("0014_000101.wav fake\n"),
             "label.txt:9: a fake file's name '0014_000101' is not S<k>_<Source>2<Target>_<speaker>_<utt>",
         ),
         ("DF21", lambda root: shutil.rmtree(root / "ASVspoof2021_DF_eval"), "ASVspoof2021_DF_eval/flac"),
@@ -224,11 +228,6 @@ def test_a_broken_layout_is_one_line_naming_the_file(tmp_path, name, breaker, me
     with pytest.raises(ProtocolError) as info:
         read_eval_set(name, root)
     assert message in str(info.value) and "\n" not in str(info.value)
-
-
-def _append(path: Path, text: str) -> None:
-    with path.open("a") as handle:
-        handle.write(text)
 
 
 def test_eval_set_argument_needs_a_known_name_and_a_path():

@@ -144,12 +144,11 @@ def _emospoof_attributes(relative: Path) -> dict[str, str | None]:
     stem = _tokens(relative.stem)
     parts = [t for folder in relative.parts[:-1] for t in _tokens(folder)] + stem
     speaker = _only({p for p in parts if p in EMOSPOOF_SPEAKERS})
-    emotion = _only({normalize_emotion(p) for p in parts} - {None})
-    if emotion is None and not any(normalize_emotion(p) for p in parts):
-        emotion = _only({_esd_block(t) for t in stem} - {None})
-    system = _only({_system(p) for p in parts} - {None})
-    if system is None and not any(_system(p) for p in parts):
-        system = _folder_system(relative)
+    # a word in the path decides (two different ones: not inferred); the fallbacks apply only where none is named
+    emotions = {normalize_emotion(p) for p in parts} - {None}
+    emotion = _only(emotions) if emotions else _only({_esd_block(t) for t in stem} - {None})
+    systems = {_system(p) for p in parts} - {None}
+    system = _only(systems) if systems else _folder_system(relative)
     return {"system": system, "speaker": speaker, "emotion": emotion}
 
 
@@ -157,8 +156,13 @@ def _only(values: set) -> str | None:
     return next(iter(values)) if len(values) == 1 else None
 
 
+def _squashed(name: str) -> str:
+    """Lower case without punctuation: StyleTTS-2 -> styletts2."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
 def _system(part: str) -> str | None:
-    name = re.sub(r"[^a-z0-9]", "", part.lower())
+    name = _squashed(part)
     if name == "f5":
         return "F5-TTS"
     return next((system for prefix, system in EMOSPOOF_SYSTEMS if name.startswith(prefix)), None)
@@ -176,7 +180,7 @@ def _folder_system(relative: Path) -> str | None:
     if len(relative.parts) < 2:
         return None
     top = relative.parts[0]
-    name = re.sub(r"[^a-z0-9]", "", top.lower())
+    name = _squashed(top)
     named = top in EMOSPOOF_SPEAKERS or normalize_emotion(top) or "emospoof" in name or name in AUDIO_FOLDERS
     return None if named else top
 
