@@ -2,7 +2,7 @@
 
     python inference.py --config config/AASIST.conf --test_dir DIR_OR_FILE [--output_file F] [--threshold T]
                         [--eval_model_weights W] [--device D] [--batch_size N] [--num_workers N]
-                        [--scoring first|windows|full]
+                        [--scoring first|windows|full] [--parallel_batches N]
 
 The scoring loop is the one ``main.py --eval`` uses, so a file gets the same score through either. The output
 format and exit codes are in ``--help`` (and antispoof/score_table.py).
@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, help="default: the config's batch_size")
     parser.add_argument("--num_workers", type=int, help="DataLoader workers (default: the config's)")
     parser.add_argument("--scoring", choices=SCORING_MODES, help="first 4.04 s, every window, or whole file")
+    parser.add_argument(
+        "--parallel_batches",
+        type=int,
+        help="CPU: batches scored at once, one thread each (default: the config's; 0: one per torch thread)",
+    )
     return parser
 
 
@@ -87,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def score(args: argparse.Namespace) -> int:
-    config = read_config(args.config, {"scoring": args.scoring})
+    config = read_config(args.config, {"scoring": args.scoring, "parallel_batches": args.parallel_batches})
     try:
         inputs = collect_audio_inputs(args.test_dir)
     except FileNotFoundError as exc:
@@ -112,6 +117,7 @@ def score(args: argparse.Namespace) -> int:
             batch_size=args.batch_size or config.scoring_batch_size,
             device=device,
             num_workers=args.num_workers if args.num_workers is not None else config.num_workers,
+            parallel_batches=config.parallel_batches,
             desc=f"scoring {args.test_dir}",
         )
         if result.model_broken:

@@ -106,6 +106,9 @@ class ExperimentConfig:
     # samples between window starts for "windows"; default nb_samp (no overlap: each sample is scored once,
     # and the cost is the audio's length). Must be <= nb_samp so no sample is skipped.
     scoring_hop: int | None = None
+    # on a CPU, batches scored at once, one thread each (0: one per torch thread; 1: one batch at a time on all
+    # threads); scores agree to float rounding either way (antispoof.scoring.batches_at_once says why it is faster)
+    parallel_batches: int = 0
 
     @property
     def architecture(self) -> str:
@@ -143,6 +146,7 @@ POSITIVE = (
 )
 NON_NEGATIVE = (
     "num_workers",
+    "parallel_batches",
     "dses_bootstrap",
     "dses_every_epochs",
     "swa_epochs",

@@ -54,6 +54,7 @@ def _note_cpu_fallback() -> None:
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
+_M_ARENA_MAX = -8
 KEEP_HEAP_ENV = "AASIST_SER_KEEP_HEAP"
 _heap_kept = False
 
@@ -78,8 +79,13 @@ def keep_freed_memory() -> bool:
         return False
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     # mallopt(int, int) returns 1 on success. No mmap'ed chunks: large blocks come from the heap; the largest trim
-    # threshold (2 GiB of free memory at the heap's top) keeps freed blocks there
-    _heap_kept = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    # threshold (2 GiB of free memory at the heap's top) keeps freed blocks there; one arena, because a thread's
+    # own arena maps its heaps (at most 64 MiB each) and unmaps them when freed, so that batches scored on worker
+    # threads (antispoof.scoring.logits_in_order) would fault their pages in again
+    _heap_kept = all(
+        libc.mallopt(option, value) == 1
+        for option, value in ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1), (_M_ARENA_MAX, 1))
+    )
     return _heap_kept
 
 

@@ -30,6 +30,7 @@ def test_defaults_live_in_one_place_and_strings_are_coerced():
     assert config.num_epochs == 1 and config.freq_aug is True and config.cudnn_benchmark_toggle is False
     assert config.optim_config.base_lr == 0.001 and config.optim_config.amsgrad is False
     assert config.seed == 1234 and config.num_workers == 0 and config.precision == "fp32"
+    assert config.parallel_batches == 0  # on a CPU: one batch at once per torch thread
 
 
 @pytest.mark.parametrize(
@@ -41,6 +42,7 @@ def test_defaults_live_in_one_place_and_strings_are_coerced():
         ({"batch_size": 2.5}, "batch_size must be int, got 2.5"),
         ({"num_epochs": None}, "num_epochs must be int, got null"),
         ({"early_stopping_patience": 0}, "early_stopping_patience must be > 0, got 0"),
+        ({"parallel_batches": -1}, "parallel_batches must be >= 0, got -1"),
         ({"freq_aug": "yes"}, 'freq_aug must be bool, got "yes"'),
         ({"precision": "fp8"}, "precision must be one of 'fp32', 'bf16', 'fp16', got \"fp8\""),
         (

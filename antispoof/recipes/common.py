@@ -122,6 +122,7 @@ def _local_logits(model: nn.Module, trials: list[Trial], run: Run, desc: str) ->
         batch_size=run.config.scoring_batch_size,
         device=run.device,
         num_workers=run.config.num_workers,
+        parallel_batches=run.config.parallel_batches,
         desc=desc,
         precision=run.precision,
         progress=run.is_main,
