@@ -2,7 +2,9 @@
 
 Scoring = eval mode under torch.inference_mode, batches of ``--batch_size`` utterances of 64,600 samples
 (4.04 s at 16 kHz), the same seeded random batch for every contender. The model alone: no decoding (for files
-to scores, see bench/scoring_cpu.py). With ``--reference PATH`` (a checkout of github.com/clovaai/aasist), its
+to scores, see bench/scoring_cpu.py). The project runs its batches as its scoring loop does: several at once, one
+thread each (``antispoof.scoring.logits_in_order``; ``--parallel_batches 1``: one at a time on every thread, the
+model's own speed). With ``--reference PATH`` (a checkout of github.com/clovaai/aasist), its
 ``models/AASIST.py`` is loaded with the same weights and timed the same way, in its own process, as the original
 code's users run it and under the project's process settings (see bench/contenders.py); the largest absolute
 difference between the logits is printed.
@@ -24,6 +26,7 @@ import antispoof  # noqa: F401  (before torch: the OpenMP wait policy)
 import torch
 
 # isort: on
+from antispoof.scoring import batches_at_once, logits_in_order
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,24 +42,41 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--nb_samp", type=int, default=64600)
-    parser.add_argument("--batches", type=int, default=3, help="timed batches per round")
+    parser.add_argument("--batches", type=int, default=4, help="timed batches per round")
+    parser.add_argument(
+        "--parallel_batches",
+        type=int,
+        default=0,
+        help="the project's batches at once (0: one per thread, as its scoring loop; 1: one at a time)",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="rounds per contender; the best is reported")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     return parser.parse_args(argv)
 
 
-def build(source: str, config: dict, weights: Path, batch_size: int, nb_samp: int, n_batches: int):
+def build(
+    source: str,
+    config: dict,
+    weights: Path,
+    batch_size: int,
+    nb_samp: int,
+    n_batches: int,
+    parallel_batches: int,
+):
     """In the worker: the model (``contenders.load_aasist``), warmed up; returns run(task) -> the logits of the
-    last of ``n_batches`` forward passes over one seeded random batch."""
+    last of ``n_batches`` forward passes over one seeded random batch (the project's: ``parallel_batches`` at
+    once, as in its scoring loop)."""
     model = load_aasist(source, config["model_config"], weights)
     generator = torch.Generator().manual_seed(0)
     batch = 0.1 * torch.randn(batch_size, nb_samp, generator=generator)
+    at_once = batches_at_once("cpu", parallel_batches, n_batches) if source == PROJECT else 1
 
-    @torch.inference_mode()
+    def forward(waves: torch.Tensor):
+        with torch.inference_mode():
+            return model(waves)[1].numpy()
+
     def run(_task):
-        for _ in range(n_batches):
-            logits = model(batch)[1]
-        return logits.numpy()
+        return list(logits_in_order(forward, [(batch, None)] * n_batches, at_once))[-1][1]
 
     run(None)  # warm-up: allocator, oneDNN kernels
     return run
@@ -73,13 +93,15 @@ def main(argv=None) -> None:
         batch_size=args.batch_size,
         nb_samp=args.nb_samp,
         n_batches=args.batches,
+        parallel_batches=args.parallel_batches,
     )
     with Workers(three_contenders(builder, args.reference), args.threads) as workers:
         best, logits = workers.best(None, args.rounds)
     threads = workers.threads[PROJECT]
     print(
         f"AASIST scoring on CPU ({Path(args.config).name}, {weights.name}, {threads} threads): batch "
-        f"{args.batch_size} x {args.nb_samp} samples, best of {args.rounds} rounds x {args.batches} batches"
+        f"{args.batch_size} x {args.nb_samp} samples, best of {args.rounds} rounds x {args.batches} batches; "
+        f"project: {min(args.parallel_batches or threads, args.batches)} batch(es) at once"
     )
     for name, seconds in best.items():
         per_batch = seconds / args.batches
