@@ -145,7 +145,7 @@ def batches_at_once(device: torch.device | str, requested: int = 0, n_batches: i
     Why: AASIST-like models run thousands of small operations per batch, and each one split across threads ends
     in a barrier where the threads wait for one another (passively, see antispoof/__init__.py). One batch per
     thread, each op single-threaded, removes the waits: on the 2-core development VM, 2 batches at once score
-    ~1.4x as many utterances per second as 1 batch on 2 threads (bench/scoring_cpu.py).
+    1.3-1.6x as many utterances per second as 1 batch on 2 threads (bench/aasist_cpu.py --parallel_batches).
     """
     if torch.device(device).type != "cpu":
         return 1
