@@ -81,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threshold is not None and not math.isfinite(args.threshold):
         parser.error(f"--threshold {args.threshold}: give a finite number")
+    if args.parallel_batches is not None and args.parallel_batches < 0:
+        parser.error(f"--parallel_batches {args.parallel_batches}: give 0 (one per thread) or more")
     keep_freed_memory()  # large activations reuse the heap instead of fresh pages (see antispoof.runtime)
     try:
         return score(args)

@@ -166,3 +166,11 @@ def test_inference_scores_the_same_table_one_batch_at_a_time(tmp_path):
     )
     scores = {at_once: [float(row["score"]) for row in table] for at_once, table in tables.items()}
     np.testing.assert_allclose(scores["2"], scores["1"], rtol=1e-6, atol=1e-6)
+
+
+def test_a_negative_parallel_batches_is_a_usage_error_naming_the_option(tmp_path, capsys):
+    argv = ["--config", str(AASIST_CONFIG), "--test_dir", str(tmp_path), "--parallel_batches", "-1"]
+    with pytest.raises(SystemExit) as info:
+        inference.main(argv)
+    assert info.value.code == 2
+    assert "--parallel_batches -1: give 0 (one per thread) or more" in capsys.readouterr().err
