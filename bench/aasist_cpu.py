@@ -101,7 +101,7 @@ def main(argv=None) -> None:
     print(
         f"AASIST scoring on CPU ({Path(args.config).name}, {weights.name}, {threads} threads): batch "
         f"{args.batch_size} x {args.nb_samp} samples, best of {args.rounds} rounds x {args.batches} batches; "
-        f"project: {min(args.parallel_batches or threads, args.batches)} batch(es) at once"
+        f"project: {batches_at_once('cpu', args.parallel_batches or threads, args.batches)} batch(es) at once"
     )
     for name, seconds in best.items():
         per_batch = seconds / args.batches

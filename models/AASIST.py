@@ -39,10 +39,10 @@ from torch import Tensor, nn
 from models.options import NB_SAMP_OPTION, Option, aasist_filts, integer, list_of, number, read_options
 
 # Elements per intermediate tensor in the chunked CPU path (4 MB of float32), chosen by measurement on a 2-core
-# machine with the heap kept (antispoof.runtime.keep_freed_memory): 1 << 19 and 1 << 20 tie on a quiet machine,
-# 1 << 21 is 6-8 % and 1 << 17 ~20 % slower; smaller chunks multiply the number of operations, each a parallel
-# region that costs up to a scheduler time slice when other processes compete for the cores, so the larger of
-# the two ties is kept.
+# machine with the heap kept (antispoof.runtime.keep_freed_memory). One batch on two threads: 1 << 19 and 1 << 20
+# tie, 1 << 21 is 6-8 % and 1 << 17 ~20 % slower. One thread per batch (the scoring loop's default on a CPU):
+# 1 << 18 to 1 << 21 tie, 1 << 17 is slower. Smaller chunks multiply the number of operations, each a parallel
+# region when a batch has several threads, so the larger of the ties is kept.
 CHUNK_ELEMENTS = 1 << 20
 SELU_ALPHA = 1.6732632423543772848170429916717  # torch.nn.SELU's constants
 SELU_SCALE = 1.0507009873554804934193349852946

@@ -4,6 +4,7 @@ batch on its own thread under the caller's inference mode and autocast."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -27,8 +28,6 @@ OFFICIAL_WEIGHTS = REPO_ROOT / "models" / "weights" / "AASIST.pth"
 @pytest.fixture(scope="module")
 def official_aasist():
     """The shipped official AASIST: the fast CPU path, the model users score with."""
-    import json
-
     config = json.loads(AASIST_CONFIG.read_text())
     return load_scoring_model(config["model_config"], str(OFFICIAL_WEIGHTS), torch.device("cpu"))
 
