@@ -19,17 +19,19 @@ CPU without autocast whenever nothing it computes needs a gradient. It computes 
 rounding (~1e-6 on the logits): the symmetric sinc filters are applied as one half-size matrix product and
 max-pooled chunk by chunk; the encoder runs chunk by chunk along time (so intermediates stay in cache) in a
 transposed channels-last layout, with BatchNorm folded into the convolutions and SELU rewritten around the
-cheaper exp. The encoder takes it only when scoring (eval mode, no autograd). The sinc front-end has no trainable
+cheaper exp2. The encoder takes it only when scoring (eval mode, no autograd). The sinc front-end has no trainable
 parameters and the waveform needs no gradient, so it takes the chunked path in CPU *training* too. Autocast and
 GPUs use the plain implementation, which mirrors the reference (less its discarded bn1, see ResidualBlock);
 ``set_fast_inference(model, False)`` selects it everywhere.
 Independently of the path, attention weights that are denormal numbers are read as zero when no gradient needs
-them (see ``_without_denormals``).
+them (see ``_without_denormals``), and scoring on CPU gives the same logits on any number of threads (see
+ONE_THREAD_PIECE and ``_one_thread_when_scoring``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -46,6 +48,25 @@ from models.options import NB_SAMP_OPTION, Option, aasist_filts, integer, list_o
 CHUNK_ELEMENTS = 1 << 20
 SELU_ALPHA = 1.6732632423543772848170429916717  # torch.nn.SELU's constants
 SELU_SCALE = 1.0507009873554804934193349852946
+LOG2_E = 1.4426950408889634073599246810019  # exp(u) = exp2(u * LOG2_E)
+# ATen's exp2 and expm1 (in SELU) have vector and scalar code paths that differ in the last bit, and where a thread's
+# range starts decides which path an element takes. A tensor of at most ATen's grain size (32768 elements) runs on
+# one thread, so applied in pieces of that size they give one thread's result on any number of threads.
+ONE_THREAD_PIECE = 32768
+
+
+def _one_thread_pieces(x: Tensor) -> tuple[Tensor, ...]:
+    """Views of contiguous ``x`` flattened, in pieces of ONE_THREAD_PIECE elements."""
+    return x.view(-1).split(ONE_THREAD_PIECE)
+
+
+def selu_(x: Tensor) -> Tensor:
+    """SELU in place, the same on any number of threads (see ONE_THREAD_PIECE) when no gradient is needed."""
+    if (torch.is_grad_enabled() and x.requires_grad) or not x.is_contiguous():
+        return F.selu(x, inplace=True)
+    for piece in _one_thread_pieces(x):
+        F.selu(piece, inplace=True)
+    return x
 
 
 def _fast_path_applies(module: nn.Module, x: Tensor) -> bool:
@@ -267,12 +288,13 @@ class ResidualBlock(nn.Module):
         [P p - 1, P q + 1) and inputs at [P p - 2, P q + 2); positions outside the signal are the
         convolutions' zero padding.
         """
-        conv1_weight, conv1_bias = _fold_batchnorm(self.conv1, self.bn2)
+        # conv1 computes v = LOG2_E * u, u being BN(conv1(x)), and its activation LOG2_E * (ELU(u) + alpha) =
+        # LOG2_E * (SELU(u) / scale + alpha) (see _shifted_elu_); conv2 takes scale / LOG2_E into its weights and
+        # the shift into its bias, and the shortcut's bias joins it
+        conv1_weight, conv1_bias = (t * LOG2_E for t in _fold_batchnorm(self.conv1, self.bn2))
         conv1_weight = conv1_weight.transpose(2, 3).contiguous(memory_format=torch.channels_last)
-        # conv1's activation is computed as ELU(u) + alpha = SELU(u) / scale + alpha (see _shifted_elu_);
-        # conv2 takes the scale into its weights and the shift into its bias, and the shortcut's bias joins it
-        conv2_weight = self.conv2.weight * SELU_SCALE
-        conv2_bias = self.conv2.bias - SELU_ALPHA * conv2_weight.sum(dim=(1, 2, 3))
+        conv2_weight = self.conv2.weight * (SELU_SCALE / LOG2_E)
+        conv2_bias = self.conv2.bias - SELU_ALPHA * LOG2_E * conv2_weight.sum(dim=(1, 2, 3))
         if self.conv_downsample is not None:
             conv2_bias = conv2_bias + self.conv_downsample.bias
         conv2_weight = conv2_weight.transpose(2, 3).contiguous(memory_format=torch.channels_last)
@@ -282,21 +304,20 @@ class ResidualBlock(nn.Module):
         out_channels = conv2_weight.size(0)
         out = x.new_empty(batch, n_out, n_bands, out_channels)  # memory of (B, C, n_out, bands) channels-last
         frames_per_chunk = max(1, CHUNK_ELEMENTS // (max(batch, 1) * out_channels * (n_bands + 1) * pool))
-        # one scratch tensor for the activation's negative part, reused by every chunk (a fresh one per chunk
+        # one scratch buffer for the activation's negative part, reused by every chunk (a fresh one per chunk
         # would cost more than the arithmetic it holds)
-        scratch = x.new_empty(batch, pool * frames_per_chunk + 2, n_bands + 1, out_channels)
-        scratch = scratch.permute(0, 3, 1, 2)  # (B, C, frames, bands + 1) channels-last, as conv1's output
+        scratch = x.new_empty(batch * (pool * frames_per_chunk + 2) * (n_bands + 1) * out_channels)
         for first in range(0, n_out, frames_per_chunk):
             last = min(n_out, first + frames_per_chunk)
             lo, hi = pool * first - 2, pool * last + 2  # input frames this chunk reads
             segment = _frame_range(x, lo, hi)
             hidden = self._conv1(segment, conv1_weight, conv1_bias)  # frames [lo + 1, hi - 1)
-            _shifted_elu_(hidden, scratch[:, :, : hidden.size(2)])
-            # conv2 pads with zeros (not with SELU(BN(conv1(0)))), i.e. with alpha in the shifted activation
+            _shifted_elu_(hidden, scratch[: hidden.numel()])
+            # conv2 pads with zeros (not with SELU(BN(conv1(0)))), i.e. with LOG2_E * alpha in the activation
             if lo + 1 < 0:
-                hidden[:, :, : -(lo + 1)] = SELU_ALPHA
+                hidden[:, :, : -(lo + 1)] = SELU_ALPHA * LOG2_E
             if hi - 1 > n_in:
-                hidden[:, :, n_in - (hi - 1) :] = SELU_ALPHA
+                hidden[:, :, n_in - (hi - 1) :] = SELU_ALPHA * LOG2_E
             res = F.conv2d(hidden, conv2_weight, conv2_bias)  # frames [lo + 2, hi - 2) = [P p, P q)
             self._add_shortcut_(res, segment)
             res = res.permute(0, 2, 3, 1)  # (B, frames, bands, C), contiguous
@@ -334,17 +355,18 @@ class ResidualBlock(nn.Module):
         res.permute(0, 2, 3, 1).view(-1, res.size(1)).addmm_(columns, weight.reshape(weight.size(0), -1).t())
 
 
-def _shifted_elu_(x: Tensor, scratch: Tensor) -> Tensor:
-    """In place: ELU(x, alpha) + alpha = max(x, 0) + alpha * exp(min(x, 0)), alpha being SELU's; ``scratch``
-    (x's shape) holds the negative part.
+def _shifted_elu_(v: Tensor, scratch: Tensor) -> Tensor:
+    """In place, for v = LOG2_E * u: LOG2_E * (ELU(u, alpha) + alpha) = max(v, 0) + alpha * LOG2_E * exp2(min(v, 0)),
+    alpha being SELU's. ``v`` is a channels-last conv output; ``scratch`` (flat, v's size) holds the negative part.
 
-    Twice as fast as ``F.elu_`` on CPU (it evaluates expm1, which is ~3x slower than exp); the caller absorbs
-    the constant shift and SELU's scale into the next convolution. Not exp2, though ATen's is twice as fast as its
-    exp on AVX-512: its vector and scalar paths differ in the last bit, so logits would depend on the thread count
-    (tests/test_aasist.py::test_fast_path_logits_do_not_depend_on_the_thread_count).
+    Several times faster on CPU than ``F.elu_``, which evaluates expm1 (~3x slower than exp, itself ~3x slower than
+    exp2 on AVX-512); the caller absorbs the constant shift, SELU's scale and LOG2_E into the next convolution.
     """
-    negative_part = torch.clamp_max(x, 0, out=scratch).exp_()
-    return x.clamp_min_(0).add_(negative_part, alpha=SELU_ALPHA)
+    negative_part = scratch.view(v.size(0), v.size(2), v.size(3), v.size(1)).permute(0, 3, 1, 2)
+    torch.clamp_max(v, 0, out=negative_part)
+    for piece in _one_thread_pieces(scratch):  # the same logits on any number of threads
+        piece.exp2_()
+    return v.clamp_min_(0).add_(negative_part, alpha=SELU_ALPHA * LOG2_E)
 
 
 def _frame_range(x: Tensor, lo: int, hi: int) -> Tensor:
@@ -568,6 +590,25 @@ class GraphPool(nn.Module):
         return torch.gather(h * scores, 1, index.expand(-1, -1, h.size(2)))
 
 
+@contextmanager
+def _one_thread_when_scoring(x: Tensor) -> Iterator[None]:
+    """One intra-op thread for the block when ``x`` is on the CPU and autograd is off.
+
+    MKL picks different kernels for one and for several threads even for 23 x 24 products, so the graph back-end's
+    logits would depend on the thread count, and scores must not (a torchrun rank runs one thread, a single process
+    several). Its products are tiny: one thread costs ~5 ms per batch of 8 utterances.
+    """
+    threads = torch.get_num_threads()
+    if threads == 1 or x.device.type != "cpu" or torch.is_grad_enabled():
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 class AASISTGraphBackend(nn.Module):
     """AASIST's graph back-end: everything after the encoder, as a base class.
 
@@ -619,6 +660,10 @@ class AASISTGraphBackend(nn.Module):
                 f"expected {self.pos_S.size(1)} spectral nodes (the positional embedding's size), "
                 f"got {spectral.size(1)}"
             )
+        with _one_thread_when_scoring(spectral):
+            return self._graph_backend(spectral, temporal)
+
+    def _graph_backend(self, spectral: Tensor, temporal: Tensor) -> tuple[Tensor, Tensor]:
         nodes_S = self.pool_S(self.GAT_layer_S(spectral + self.pos_S))
         nodes_T = self.pool_T(self.GAT_layer_T(temporal))
         batch = spectral.size(0)
@@ -692,7 +737,6 @@ class Model(AASISTGraphBackend):
         )
         self.conv_time = SincConv(out_channels=filts[0], kernel_size=options["first_conv"])
         self.first_bn = nn.BatchNorm2d(num_features=1)
-        self.selu = nn.SELU(inplace=True)
         self.encoder = ResidualEncoder(filts[1:])
         self.min_samples = self.conv_time.kernel_size - 1 + TIME_POOL * 3**N_BLOCKS
 
@@ -704,7 +748,7 @@ class Model(AASISTGraphBackend):
                 f"AASIST needs at least {self.min_samples} samples per utterance, got {x.size(1)}"
             )
         feats = self.conv_time.pooled_magnitude(x, (BAND_POOL, TIME_POOL), freq_mask=Freq_aug)
-        feats = self.selu(self.first_bn(feats))  # (B, 1, bands, frames)
+        feats = selu_(self.first_bn(feats))  # (B, 1, bands, frames)
         encoded = self.encoder(feats).abs()  # (B, C, bands, frames / 3**6)
         spectral = encoded.amax(dim=3).transpose(1, 2)  # (B, bands, C): max over time
         temporal = encoded.amax(dim=2).transpose(1, 2)  # (B, frames, C): max over bands
@@ -721,5 +765,6 @@ __all__ = [
     "ResidualEncoder",
     "SincConv",
     "mel_band_pass_filters",
+    "selu_",
     "set_fast_inference",
 ]

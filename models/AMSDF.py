@@ -52,7 +52,14 @@ from torch import nn
 
 from antispoof.audio import NB_SAMP
 from models import freeze, load_weights
-from models.AASIST import GraphAttentionLayer, GraphPool, HtrgGraphAttentionLayer, ResidualEncoder, SincConv
+from models.AASIST import (
+    GraphAttentionLayer,
+    GraphPool,
+    HtrgGraphAttentionLayer,
+    ResidualEncoder,
+    SincConv,
+    selu_,
+)
 from models.ACRNN import Model as ACRNN
 from models.emotion_features import RECIPES
 from models.options import Option, boolean, integer, read_options, text
@@ -97,12 +104,11 @@ class AudioView(nn.Module):
         super().__init__()
         self.conv_time = SincConv(out_channels=AUDIO_FILTERS, kernel_size=AUDIO_KERNEL)
         self.first_bn = nn.BatchNorm2d(num_features=1)
-        self.selu = nn.SELU(inplace=True)
         self.encoder = ResidualEncoder(AUDIO_FILTS)
 
     def forward(self, x: torch.Tensor, Freq_aug: bool = False) -> torch.Tensor:
         maps = self.conv_time.pooled_magnitude(x, (3, 3), freq_mask=Freq_aug)
-        maps = self.encoder(self.selu(self.first_bn(maps)))  # (B, 64, 23, frames)
+        maps = self.encoder(selu_(self.first_bn(maps)))  # (B, 64, 23, frames)
         return maps.abs().amax(dim=2).transpose(1, 2)
 
 
