@@ -107,9 +107,9 @@ def predict_logits(
 
     On a CPU, ``parallel_batches`` batches are scored at once, each on one thread (0: as many as torch has
     intra-op threads; 1: one batch at a time on all of them); see ``batches_at_once``. Batches are formed, and
-    their logits combined, in the same order either way. AASIST's logits are the same to the bit (its CPU scoring
-    does not depend on the thread count); another model's may differ in the last bit, as MKL multiplies small
-    matrices with other kernels on one thread and on several.
+    their logits combined, in the same order either way. The logits of AASIST and of the emotion-fusion models are
+    the same to the bit (their CPU scoring does not depend on the thread count); the XLS-R models' may differ in
+    the last bit, as MKL multiplies small matrices with other kernels on one thread and on several.
     """
     if scoring == "full" and (problem := full_length_problem(_architecture_of(model))):
         raise ValueError(f"scoring 'full': {problem}")

@@ -137,6 +137,26 @@ def test_state_dict_keeps_the_upstream_names(name):
         assert type(again) is type(model)
 
 
+@pytest.mark.parametrize("name", FUSION_CONFIGS)
+def test_scores_do_not_depend_on_the_thread_count(name):
+    """As AASIST's (tests/test_aasist.py): a torchrun rank runs one thread, a single process several, and their
+    score files must agree exactly. The fusion models add the ACRNN and their heads to AASIST's path."""
+    torch.manual_seed(0)
+    model = build_quietly(fusion_config(name)).eval()  # the official AASIST, a random ACRNN and head
+    # an input on which the logits of the code before the fix did depend on the thread count
+    waveforms = torch.randn(2, 64600, generator=torch.Generator().manual_seed(1)) * 0.1
+    threads = torch.get_num_threads()
+    logits = []
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            with torch.inference_mode():
+                logits.append(model(waveforms)[1])
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(logits[0], logits[1]) and torch.equal(logits[0], logits[2])
+
+
 def test_configs_reproduce_the_upstream_emotion_input_and_defaults_are_correct():
     for name in FUSION_CONFIGS:
         model = build_quietly({**fusion_config(name, upstream=True), "aasist_path": None})
