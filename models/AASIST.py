@@ -61,8 +61,8 @@ def _one_thread_pieces(x: Tensor) -> tuple[Tensor, ...]:
 
 
 def selu_(x: Tensor) -> Tensor:
-    """SELU in place, the same on any number of threads (see ONE_THREAD_PIECE) when no gradient is needed."""
-    if (torch.is_grad_enabled() and x.requires_grad) or not x.is_contiguous():
+    """SELU in place; on CPU, when no gradient is needed, the same on any number of threads (see ONE_THREAD_PIECE)."""
+    if (torch.is_grad_enabled() and x.requires_grad) or x.device.type != "cpu" or not x.is_contiguous():
         return F.selu(x, inplace=True)
     for piece in _one_thread_pieces(x):
         F.selu(piece, inplace=True)
