@@ -107,7 +107,8 @@ class ExperimentConfig:
     # and the cost is the audio's length). Must be <= nb_samp so no sample is skipped.
     scoring_hop: int | None = None
     # on a CPU, batches scored at once, one thread each (0: one per torch thread; 1: one batch at a time on all
-    # threads); scores agree to float rounding either way (antispoof.scoring.batches_at_once says why it is faster)
+    # threads); AASIST's and the fusion models' scores are the same to the bit either way
+    # (antispoof.scoring.batches_at_once says why it is faster)
     parallel_batches: int = 0
 
     @property

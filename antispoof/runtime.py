@@ -89,6 +89,24 @@ def keep_freed_memory() -> bool:
     return _heap_kept
 
 
+@contextlib.contextmanager
+def one_intra_op_thread():
+    """torch's intra-op thread count set to 1 for the block, restored afterwards.
+
+    ``torch.set_num_threads`` changes the calling thread's OpenMP and MKL settings (threads already running keep
+    theirs) and the count that threads started later take up.
+    """
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def set_seed(seed: int, cudnn_deterministic: bool = True, cudnn_benchmark: bool = False) -> None:
     """Seed every generator; cuDNN as asked (CPU runs repeat exactly for a fixed seed)."""
     random.seed(seed)

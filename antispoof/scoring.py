@@ -4,7 +4,6 @@ so a file gets the same score through any of them.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 from collections import deque
@@ -20,7 +19,7 @@ from tqdm import tqdm
 
 from antispoof.audio import NB_SAMP
 from antispoof.data import ScoringDataset, collate_by_length
-from antispoof.runtime import autocast_context
+from antispoof.runtime import autocast_context, one_intra_op_thread
 from models import ConfigError, WeightLoadError, build_model, load_weights
 
 
@@ -171,7 +170,7 @@ def logits_in_order(
         return
     batches = itertools.chain(first_two, batches)
     pending: deque = deque()
-    with _single_threaded_ops(), ThreadPoolExecutor(at_once, thread_name_prefix="scoring") as pool:
+    with one_intra_op_thread(), ThreadPoolExecutor(at_once, thread_name_prefix="scoring") as pool:
         try:
             for waves, owners in batches:
                 pending.append((owners, pool.submit(forward, waves)))
@@ -184,17 +183,6 @@ def logits_in_order(
         finally:  # an error, or a caller that stopped early: do not start the batches still queued
             for _, future in pending:
                 future.cancel()
-
-
-@contextlib.contextmanager
-def _single_threaded_ops():
-    """torch's intra-op thread count set to 1 for the block (it is process-wide), restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _architecture_of(model: nn.Module) -> str:

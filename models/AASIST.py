@@ -30,14 +30,15 @@ ONE_THREAD_PIECE and ``_one_thread_when_scoring``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from antispoof.runtime import one_intra_op_thread
 from models.options import NB_SAMP_OPTION, Option, aasist_filts, integer, list_of, number, read_options
 
 # Elements per intermediate tensor in the chunked CPU path (4 MB of float32), chosen by measurement on a 2-core
@@ -590,23 +591,16 @@ class GraphPool(nn.Module):
         return torch.gather(h * scores, 1, index.expand(-1, -1, h.size(2)))
 
 
-@contextmanager
-def _one_thread_when_scoring(x: Tensor) -> Iterator[None]:
+def _one_thread_when_scoring(x: Tensor) -> AbstractContextManager:
     """One intra-op thread for the block when ``x`` is on the CPU and autograd is off.
 
     MKL picks different kernels for one and for several threads even for 23 x 24 products, so the graph back-end's
     logits would depend on the thread count, and scores must not (a torchrun rank runs one thread, a single process
     several). Its products are tiny: one thread costs ~5 ms per batch of 8 utterances.
     """
-    threads = torch.get_num_threads()
-    if threads == 1 or x.device.type != "cpu" or torch.is_grad_enabled():
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    if x.device.type != "cpu" or torch.is_grad_enabled():
+        return nullcontext()
+    return one_intra_op_thread()
 
 
 class AASISTGraphBackend(nn.Module):

@@ -8,7 +8,7 @@ import torch
 
 import models
 from models import AASIST
-from tests.conftest import REPO_ROOT, shared_path
+from tests.conftest import REPO_ROOT, logits_on_thread_counts, shared_path
 
 CONFIGS = {"AASIST": "AASIST.conf", "AASIST-L": "AASIST-L.conf"}
 
@@ -93,15 +93,7 @@ def test_fast_path_logits_do_not_depend_on_the_thread_count():
     the latter, a batch of two shows it."""
     model = randomised_model()
     waveform = torch.randn(2, 64600, generator=torch.Generator().manual_seed(3)) * 0.1
-    threads = torch.get_num_threads()
-    logits = []
-    try:
-        for n in (1, 2, 3):
-            torch.set_num_threads(n)
-            with torch.inference_mode():
-                logits.append(model(waveform)[1])
-    finally:
-        torch.set_num_threads(threads)
+    logits = logits_on_thread_counts(model, waveform)
     assert torch.equal(logits[0], logits[1]) and torch.equal(logits[0], logits[2])
 
 

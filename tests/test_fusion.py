@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import REPO_ROOT, shared_path
+from conftest import REPO_ROOT, logits_on_thread_counts, shared_path
 
 from models import ConfigError, WeightLoadError, build_model
 from models.AASIST_GFiLM import GatingBlock
@@ -145,15 +145,7 @@ def test_scores_do_not_depend_on_the_thread_count(name):
     model = build_quietly(fusion_config(name)).eval()  # the official AASIST, a random ACRNN and head
     # an input on which the logits of the code before the fix did depend on the thread count
     waveforms = torch.randn(2, 64600, generator=torch.Generator().manual_seed(1)) * 0.1
-    threads = torch.get_num_threads()
-    logits = []
-    try:
-        for n in (1, 2, 3):
-            torch.set_num_threads(n)
-            with torch.inference_mode():
-                logits.append(model(waveforms)[1])
-    finally:
-        torch.set_num_threads(threads)
+    logits = logits_on_thread_counts(model, waveforms)
     assert torch.equal(logits[0], logits[1]) and torch.equal(logits[0], logits[2])
 
 
